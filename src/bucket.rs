@@ -1,0 +1,333 @@
+//! A bucket: the grants that live under one shared-data key, in a compact
+//! binary encoding. Envoy shared data has no delete, so the store keeps a fixed
+//! number of buckets (keys) and reclaims dead grants inside them on every write.
+//!
+//! Encoding: `version u8 = 1 | count u16 | grant*`, each grant
+//! `id[11] | flags u8 | issued_at u64 | access_exp u64 | access_hash[16]
+//!  | (refresh_hash[16] refresh_exp u64)? | (previous_refresh[16])?
+//!  | client u8-len | (user u8-len)? | scope u16-len`, integers big-endian.
+
+use crate::grant::{Grant, RefreshState};
+use crate::token::{GrantId, TokenHash, GRANT_ID_BYTES};
+
+const VERSION: u8 = 1;
+const F_REVOKED: u8 = 1;
+const F_REFRESH: u8 = 2;
+const F_PREVIOUS: u8 = 4;
+const F_USER: u8 = 8;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Bucket {
+    pub grants: Vec<Grant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Corrupt;
+
+impl Bucket {
+    pub fn find(&self, id: &GrantId) -> Option<&Grant> {
+        self.grants.iter().find(|g| &g.id == id)
+    }
+    pub fn find_mut(&mut self, id: &GrantId) -> Option<&mut Grant> {
+        self.grants.iter_mut().find(|g| &g.id == id)
+    }
+    /// Drops grants none of whose tokens can be used any more. Returns how many.
+    pub fn reclaim(&mut self, now: u64) -> usize {
+        let before = self.grants.len();
+        self.grants.retain(|g| !g.is_dead(now));
+        before - self.grants.len()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(3 + self.grants.len() * 160);
+        out.push(VERSION);
+        out.extend_from_slice(&(self.grants.len() as u16).to_be_bytes());
+        for g in &self.grants {
+            encode_grant(g, &mut out);
+        }
+        out
+    }
+
+    /// An empty or never-written value is an empty bucket.
+    pub fn decode(bytes: &[u8]) -> Result<Bucket, Corrupt> {
+        if bytes.is_empty() {
+            return Ok(Bucket::default());
+        }
+        let mut r = Reader { buf: bytes, pos: 0 };
+        if r.u8()? != VERSION {
+            return Err(Corrupt);
+        }
+        let count = r.u16()? as usize;
+        let mut grants = Vec::with_capacity(count.min(4096));
+        for _ in 0..count {
+            grants.push(decode_grant(&mut r)?);
+        }
+        if r.pos != bytes.len() {
+            return Err(Corrupt);
+        }
+        Ok(Bucket { grants })
+    }
+
+    /// Decodes only the grant with `id`: the read path of every lookup, so it
+    /// skips the other grants without building them.
+    pub fn decode_one(bytes: &[u8], id: &GrantId) -> Result<Option<Grant>, Corrupt> {
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        let mut r = Reader { buf: bytes, pos: 0 };
+        if r.u8()? != VERSION {
+            return Err(Corrupt);
+        }
+        let count = r.u16()?;
+        for _ in 0..count {
+            let start = r.pos;
+            let this_id = r.take(GRANT_ID_BYTES)?;
+            if this_id == id {
+                r.pos = start;
+                return decode_grant(&mut r).map(Some);
+            }
+            skip_grant_after_id(&mut r)?;
+        }
+        Ok(None)
+    }
+}
+
+fn encode_grant(g: &Grant, out: &mut Vec<u8>) {
+    let mut flags = 0u8;
+    if g.revoked {
+        flags |= F_REVOKED;
+    }
+    if g.refresh.is_some() {
+        flags |= F_REFRESH;
+    }
+    if g.previous_refresh.is_some() {
+        flags |= F_PREVIOUS;
+    }
+    if g.user.is_some() {
+        flags |= F_USER;
+    }
+    out.extend_from_slice(&g.id);
+    out.push(flags);
+    out.extend_from_slice(&g.issued_at.to_be_bytes());
+    out.extend_from_slice(&g.access_expires_at.to_be_bytes());
+    out.extend_from_slice(&g.access_hash.0);
+    if let Some(r) = &g.refresh {
+        out.extend_from_slice(&r.hash.0);
+        out.extend_from_slice(&r.expires_at.to_be_bytes());
+    }
+    if let Some(p) = &g.previous_refresh {
+        out.extend_from_slice(&p.0);
+    }
+    // Lengths are bounded by configuration validation; truncation here would be a bug
+    // caught by the round-trip tests, never a panic.
+    push_str8(out, &g.client_id);
+    if let Some(u) = &g.user {
+        push_str8(out, u);
+    }
+    let scope = &g.scope.as_bytes()[..g.scope.len().min(u16::MAX as usize)];
+    out.extend_from_slice(&(scope.len() as u16).to_be_bytes());
+    out.extend_from_slice(scope);
+}
+
+fn push_str8(out: &mut Vec<u8>, s: &str) {
+    let b = &s.as_bytes()[..s.len().min(255)];
+    out.push(b.len() as u8);
+    out.extend_from_slice(b);
+}
+
+fn decode_grant(r: &mut Reader) -> Result<Grant, Corrupt> {
+    let mut id = [0u8; GRANT_ID_BYTES];
+    id.copy_from_slice(r.take(GRANT_ID_BYTES)?);
+    let flags = r.u8()?;
+    if flags & !(F_REVOKED | F_REFRESH | F_PREVIOUS | F_USER) != 0 {
+        return Err(Corrupt);
+    }
+    let issued_at = r.u64()?;
+    let access_expires_at = r.u64()?;
+    let access_hash = r.hash()?;
+    let refresh = if flags & F_REFRESH != 0 {
+        let hash = r.hash()?;
+        Some(RefreshState {
+            hash,
+            expires_at: r.u64()?,
+        })
+    } else {
+        None
+    };
+    let previous_refresh = if flags & F_PREVIOUS != 0 {
+        Some(r.hash()?)
+    } else {
+        None
+    };
+    let client_id = r.str8()?;
+    let user = if flags & F_USER != 0 {
+        Some(r.str8()?)
+    } else {
+        None
+    };
+    let len = r.u16()? as usize;
+    let scope = String::from_utf8(r.take(len)?.to_vec()).map_err(|_| Corrupt)?;
+    Ok(Grant {
+        id,
+        client_id,
+        user,
+        scope,
+        issued_at,
+        access_hash,
+        access_expires_at,
+        refresh,
+        previous_refresh,
+        revoked: flags & F_REVOKED != 0,
+    })
+}
+
+fn skip_grant_after_id(r: &mut Reader) -> Result<(), Corrupt> {
+    let flags = r.u8()?;
+    let mut fixed = 8 + 8 + 16;
+    if flags & F_REFRESH != 0 {
+        fixed += 16 + 8;
+    }
+    if flags & F_PREVIOUS != 0 {
+        fixed += 16;
+    }
+    r.take(fixed)?;
+    let n = r.u8()? as usize;
+    r.take(n)?;
+    if flags & F_USER != 0 {
+        let n = r.u8()? as usize;
+        r.take(n)?;
+    }
+    let n = r.u16()? as usize;
+    r.take(n)?;
+    Ok(())
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Corrupt> {
+        let end = self.pos.checked_add(n).ok_or(Corrupt)?;
+        let s = self.buf.get(self.pos..end).ok_or(Corrupt)?;
+        self.pos = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, Corrupt> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, Corrupt> {
+        let b = self.take(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+    fn u64(&mut self) -> Result<u64, Corrupt> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_be_bytes(a))
+    }
+    fn hash(&mut self) -> Result<TokenHash, Corrupt> {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(self.take(16)?);
+        Ok(TokenHash(a))
+    }
+    fn str8(&mut self) -> Result<String, Corrupt> {
+        let n = self.u8()? as usize;
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| Corrupt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(n: u8, user: bool, refresh: bool) -> Grant {
+        Grant {
+            id: [n; GRANT_ID_BYTES],
+            client_id: "IZsIi6HDbB5e8VKdZAnUi_fZ3f8a".into(),
+            user: user.then(|| "admin@carbon.super".to_string()),
+            scope: "default PRODUCTION".into(),
+            issued_at: 1000,
+            access_hash: TokenHash([n; 16]),
+            access_expires_at: 4600,
+            refresh: refresh.then(|| RefreshState {
+                hash: TokenHash([n ^ 0xff; 16]),
+                expires_at: 90000,
+            }),
+            previous_refresh: (n % 2 == 0).then(|| TokenHash([7; 16])),
+            revoked: n % 3 == 0,
+        }
+    }
+
+    #[test]
+    fn round_trips_every_shape() {
+        let b = Bucket {
+            grants: vec![
+                grant(1, true, true),
+                grant(2, false, false),
+                grant(3, true, false),
+                grant(4, false, true),
+            ],
+        };
+        let bytes = b.encode();
+        assert_eq!(Bucket::decode(&bytes).unwrap(), b);
+        for g in &b.grants {
+            assert_eq!(Bucket::decode_one(&bytes, &g.id).unwrap().as_ref(), Some(g));
+        }
+        assert_eq!(
+            Bucket::decode_one(&bytes, &[9; GRANT_ID_BYTES]).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn empty_value_is_empty_bucket() {
+        assert_eq!(Bucket::decode(&[]).unwrap(), Bucket::default());
+        assert_eq!(
+            Bucket::decode(&Bucket::default().encode()).unwrap(),
+            Bucket::default()
+        );
+    }
+
+    #[test]
+    fn every_truncation_and_bad_version_is_corrupt_not_a_panic() {
+        let bytes = Bucket {
+            grants: vec![grant(1, true, true), grant(2, false, false)],
+        }
+        .encode();
+        for cut in 1..bytes.len() {
+            assert_eq!(Bucket::decode(&bytes[..cut]), Err(Corrupt), "cut at {cut}");
+            let _ = Bucket::decode_one(&bytes[..cut], &[2; GRANT_ID_BYTES]);
+        }
+        let mut bad = bytes.clone();
+        bad[0] = 9;
+        assert_eq!(Bucket::decode(&bad), Err(Corrupt));
+        let mut trailing = bytes;
+        trailing.push(0);
+        assert_eq!(Bucket::decode(&trailing), Err(Corrupt));
+    }
+
+    #[test]
+    fn reclaim_drops_revoked_and_fully_expired_grants_only() {
+        let mut live = grant(1, true, true); // refresh alive until 90000
+        live.access_expires_at = 10;
+        let mut expired = grant(2, false, false);
+        expired.revoked = false;
+        expired.access_expires_at = 10;
+        let revoked = grant(3, true, true);
+        let mut b = Bucket {
+            grants: vec![live.clone(), expired, revoked],
+        };
+        assert_eq!(b.reclaim(100), 2);
+        assert_eq!(b.grants, vec![live]);
+    }
+
+    #[test]
+    fn record_size_stays_small() {
+        let b = Bucket {
+            grants: vec![grant(1, true, true)],
+        };
+        // Bounded memory per live token: one user grant with refresh, ~150 bytes.
+        assert!(b.encode().len() < 180, "{}", b.encode().len());
+    }
+}

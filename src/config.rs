@@ -1,0 +1,568 @@
+//! The token endpoint's plugin configuration: JSON, checked completely when
+//! Envoy loads it. Any problem is reported as one [`ConfigError`] naming the
+//! field, and the filter refuses the configuration.
+
+use serde::Deserialize;
+use std::collections::HashSet;
+
+use crate::grant_store::{StoreLayout, MAX_BUCKETS, MAX_GRANTS_PER_BUCKET};
+use crate::scope;
+use crate::secret_hash::SecretHash;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "invalid plugin configuration: field `{}`: {}",
+            self.field, self.message
+        )
+    }
+}
+
+fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Parses JSON with serde, reporting the path of the field that failed.
+pub fn parse_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ConfigError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        // serde_json appends " at line L column C"; keep it, it helps in YAML blocks.
+        err(
+            if path == "." {
+                "(root)".to_string()
+            } else {
+                path
+            },
+            inner.to_string(),
+        )
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    ClientCredentials,
+    Password,
+    RefreshToken,
+}
+
+impl GrantType {
+    pub fn from_param(s: &str) -> Option<GrantType> {
+        match s {
+            "client_credentials" => Some(GrantType::ClientCredentials),
+            "password" => Some(GrantType::Password),
+            "refresh_token" => Some(GrantType::RefreshToken),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::ClientCredentials => "client_credentials",
+            GrantType::Password => "password",
+            GrantType::RefreshToken => "refresh_token",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifetimesConfig {
+    #[serde(default = "default_hour")]
+    pub application_access_token: u64,
+    #[serde(default = "default_hour")]
+    pub user_access_token: u64,
+    #[serde(default = "default_day")]
+    pub refresh_token: u64,
+}
+
+impl Default for LifetimesConfig {
+    fn default() -> Self {
+        LifetimesConfig {
+            application_access_token: 3600,
+            user_access_token: 3600,
+            refresh_token: 86400,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifetimeOverrides {
+    pub application_access_token: Option<u64>,
+    pub user_access_token: Option<u64>,
+    pub refresh_token: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    #[serde(default = "default_buckets")]
+    pub buckets: u32,
+    #[serde(default = "default_grants_per_bucket")]
+    pub grants_per_bucket: u16,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            buckets: default_buckets(),
+            grants_per_bucket: default_grants_per_bucket(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathsConfig {
+    #[serde(default = "default_token_path")]
+    pub token: String,
+    #[serde(default = "default_revoke_path")]
+    pub revoke: String,
+}
+
+impl Default for PathsConfig {
+    fn default() -> Self {
+        PathsConfig {
+            token: default_token_path(),
+            revoke: default_revoke_path(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientFile {
+    client_id: String,
+    secret_hash: String,
+    owner: Option<String>,
+    grant_types: Vec<GrantType>,
+    scopes: Vec<String>,
+    #[serde(default = "default_scope")]
+    default_scope: String,
+    #[serde(default)]
+    lifetimes: LifetimeOverrides,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserFile {
+    username: String,
+    tenant: Option<String>,
+    password_hash: String,
+    scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenConfigFile {
+    #[serde(default = "default_realm")]
+    realm: String,
+    #[serde(default = "default_tenant")]
+    default_tenant: String,
+    #[serde(default = "default_max_body")]
+    max_body_bytes: usize,
+    #[serde(default)]
+    lifetimes: LifetimesConfig,
+    #[serde(default)]
+    store: StoreConfig,
+    #[serde(default)]
+    paths: PathsConfig,
+    clients: Vec<ClientFile>,
+    #[serde(default)]
+    users: Vec<UserFile>,
+}
+
+fn default_hour() -> u64 {
+    3600
+}
+fn default_day() -> u64 {
+    86400
+}
+fn default_buckets() -> u32 {
+    16384
+}
+fn default_grants_per_bucket() -> u16 {
+    64
+}
+fn default_token_path() -> String {
+    "/token".into()
+}
+fn default_revoke_path() -> String {
+    "/revoke".into()
+}
+fn default_scope() -> String {
+    "default".into()
+}
+fn default_realm() -> String {
+    "oauth2".into()
+}
+fn default_tenant() -> String {
+    "carbon.super".into()
+}
+fn default_max_body() -> usize {
+    16 * 1024
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub client_id: String,
+    pub secret: SecretHash,
+    /// `AuthorizedUser` of the client's application tokens at /revoke.
+    pub owner: String,
+    pub grant_types: Vec<GrantType>,
+    pub scopes: Vec<String>,
+    pub default_scope: String,
+    pub lifetimes: LifetimesConfig,
+}
+
+impl Client {
+    pub fn allows(&self, g: GrantType) -> bool {
+        self.grant_types.contains(&g)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    /// `username@tenant`.
+    pub id: String,
+    pub password: SecretHash,
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenConfig {
+    pub realm: String,
+    pub default_tenant: String,
+    pub max_body_bytes: usize,
+    pub store: StoreLayout,
+    pub paths: PathsConfig,
+    pub clients: Vec<Client>,
+    pub users: Vec<User>,
+}
+
+/// A year: no token should outlive that.
+const MAX_LIFETIME: u64 = 366 * 86400;
+
+impl TokenConfig {
+    pub fn parse(bytes: &[u8]) -> Result<TokenConfig, ConfigError> {
+        let file: TokenConfigFile = parse_json(bytes)?;
+        check_header_text("realm", &file.realm)?;
+        check_name("default_tenant", &file.default_tenant)?;
+        if !(256..=1024 * 1024).contains(&file.max_body_bytes) {
+            return Err(err("max_body_bytes", "must be between 256 and 1048576"));
+        }
+        check_lifetimes("lifetimes", &file.lifetimes)?;
+        if !(1..=MAX_BUCKETS).contains(&file.store.buckets) {
+            return Err(err(
+                "store.buckets",
+                format!("must be between 1 and {MAX_BUCKETS}"),
+            ));
+        }
+        if !(1..=MAX_GRANTS_PER_BUCKET).contains(&file.store.grants_per_bucket) {
+            return Err(err(
+                "store.grants_per_bucket",
+                format!("must be between 1 and {MAX_GRANTS_PER_BUCKET}"),
+            ));
+        }
+        for (name, p) in [
+            ("paths.token", &file.paths.token),
+            ("paths.revoke", &file.paths.revoke),
+        ] {
+            if !p.starts_with('/') || p.contains('?') || p.contains('#') {
+                return Err(err(
+                    name,
+                    "must be a path starting with `/`, without query or fragment",
+                ));
+            }
+        }
+        if file.paths.token == file.paths.revoke {
+            return Err(err("paths.revoke", "must differ from paths.token"));
+        }
+        if file.clients.is_empty() {
+            return Err(err("clients", "at least one client is required"));
+        }
+        let mut seen = HashSet::new();
+        let mut clients = Vec::new();
+        for (i, c) in file.clients.iter().enumerate() {
+            let at = |f: &str| format!("clients[{i}].{f}");
+            check_name(&at("client_id"), &c.client_id)?;
+            if !seen.insert(c.client_id.clone()) {
+                return Err(err(
+                    at("client_id"),
+                    format!("`{}` appears twice", c.client_id),
+                ));
+            }
+            let secret =
+                SecretHash::parse(&c.secret_hash).map_err(|m| err(at("secret_hash"), m))?;
+            if c.grant_types.is_empty() {
+                return Err(err(
+                    at("grant_types"),
+                    "at least one grant type is required",
+                ));
+            }
+            check_scopes(&at("scopes"), &c.scopes)?;
+            let defaults = scope::parse(&c.default_scope)
+                .map_err(|bad| err(at("default_scope"), format!("`{bad}` is not a valid scope")))?;
+            if defaults.is_empty() {
+                return Err(err(at("default_scope"), "must not be empty"));
+            }
+            if let Some(x) = scope::first_outside(&defaults, &c.scopes) {
+                return Err(err(
+                    at("default_scope"),
+                    format!("`{x}` is not in this client's scopes"),
+                ));
+            }
+            let owner = c
+                .owner
+                .clone()
+                .unwrap_or_else(|| format!("admin@{}", file.default_tenant));
+            check_header_text(&at("owner"), &owner)?;
+            let o = &c.lifetimes;
+            let lifetimes = LifetimesConfig {
+                application_access_token: o
+                    .application_access_token
+                    .unwrap_or(file.lifetimes.application_access_token),
+                user_access_token: o
+                    .user_access_token
+                    .unwrap_or(file.lifetimes.user_access_token),
+                refresh_token: o.refresh_token.unwrap_or(file.lifetimes.refresh_token),
+            };
+            check_lifetimes(&at("lifetimes"), &lifetimes)?;
+            clients.push(Client {
+                client_id: c.client_id.clone(),
+                secret,
+                owner,
+                grant_types: c.grant_types.clone(),
+                scopes: c.scopes.clone(),
+                default_scope: scope::join(&defaults),
+                lifetimes,
+            });
+        }
+        let mut users = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, u) in file.users.iter().enumerate() {
+            let at = |f: &str| format!("users[{i}].{f}");
+            check_name(&at("username"), &u.username)?;
+            if u.username.contains('@') {
+                return Err(err(
+                    at("username"),
+                    "must not contain `@`: set `tenant` instead",
+                ));
+            }
+            let tenant = u
+                .tenant
+                .clone()
+                .unwrap_or_else(|| file.default_tenant.clone());
+            check_name(&at("tenant"), &tenant)?;
+            let id = format!("{}@{}", u.username, tenant);
+            if id.len() > 255 {
+                return Err(err(
+                    at("username"),
+                    "username@tenant must be at most 255 bytes",
+                ));
+            }
+            if !seen.insert(id.clone()) {
+                return Err(err(at("username"), format!("`{id}` appears twice")));
+            }
+            let password =
+                SecretHash::parse(&u.password_hash).map_err(|m| err(at("password_hash"), m))?;
+            check_scopes(&at("scopes"), &u.scopes)?;
+            users.push(User {
+                id,
+                password,
+                scopes: u.scopes.clone(),
+            });
+        }
+        Ok(TokenConfig {
+            realm: file.realm,
+            default_tenant: file.default_tenant,
+            max_body_bytes: file.max_body_bytes,
+            store: StoreLayout {
+                buckets: file.store.buckets,
+                grants_per_bucket: file.store.grants_per_bucket,
+            },
+            paths: file.paths,
+            clients,
+            users,
+        })
+    }
+
+    pub fn client(&self, id: &str) -> Option<&Client> {
+        self.clients.iter().find(|c| c.client_id == id)
+    }
+
+    /// A user by `name` (in the default tenant) or `name@tenant`.
+    pub fn user(&self, username: &str) -> Option<&User> {
+        let qualified;
+        let id = if username.contains('@') {
+            username
+        } else {
+            qualified = format!("{username}@{}", self.default_tenant);
+            &qualified
+        };
+        self.users.iter().find(|u| u.id == id)
+    }
+}
+
+fn check_lifetimes(field: &str, l: &LifetimesConfig) -> Result<(), ConfigError> {
+    for (name, v) in [
+        ("application_access_token", l.application_access_token),
+        ("user_access_token", l.user_access_token),
+        ("refresh_token", l.refresh_token),
+    ] {
+        if !(1..=MAX_LIFETIME).contains(&v) {
+            return Err(err(
+                format!("{field}.{name}"),
+                format!("must be between 1 and {MAX_LIFETIME} seconds"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_scopes(field: &str, scopes: &[String]) -> Result<(), ConfigError> {
+    for (j, s) in scopes.iter().enumerate() {
+        if !scope::is_valid_token(s) {
+            return Err(err(
+                format!("{field}[{j}]"),
+                format!("`{s}` is not a valid scope token"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Identifiers: non-empty, at most 255 bytes, visible ASCII without `"` or `\`
+/// (they end up in headers and quoted strings).
+fn check_name(field: &str, v: &str) -> Result<(), ConfigError> {
+    if v.is_empty() || v.len() > 255 {
+        return Err(err(field, "must be 1 to 255 characters"));
+    }
+    if !v
+        .bytes()
+        .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\')
+    {
+        return Err(err(
+            field,
+            "must be visible ASCII without spaces, `\"` or `\\`",
+        ));
+    }
+    Ok(())
+}
+
+/// Text that goes into a header or a quoted-string: printable ASCII, no `"` or `\`.
+pub fn check_header_text(field: &str, v: &str) -> Result<(), ConfigError> {
+    if v.is_empty()
+        || v.len() > 255
+        || !v
+            .bytes()
+            .all(|b| (0x20..=0x7e).contains(&b) && b != b'"' && b != b'\\')
+    {
+        return Err(err(
+            field,
+            "must be 1 to 255 printable ASCII characters without `\"` or `\\`",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret_hash::hash_secret;
+
+    pub fn sample(extra_client: &str) -> String {
+        let h = hash_secret(b"secret", b"saltsaltsalt", 10_000);
+        format!(
+            r#"{{"clients":[{{"client_id":"c1","secret_hash":"{h}","grant_types":["client_credentials","password","refresh_token"],
+            "scopes":["default","PRODUCTION"]{extra_client}}}],
+            "users":[{{"username":"admin","password_hash":"{h}","scopes":["default"]}}]}}"#
+        )
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = TokenConfig::parse(sample("").as_bytes()).unwrap();
+        assert_eq!(c.realm, "oauth2");
+        assert_eq!(c.max_body_bytes, 16384);
+        assert_eq!(c.paths.token, "/token");
+        let client = c.client("c1").unwrap();
+        assert_eq!(client.default_scope, "default");
+        assert_eq!(client.owner, "admin@carbon.super");
+        assert_eq!(client.lifetimes, LifetimesConfig::default());
+        assert_eq!(c.user("admin").unwrap().id, "admin@carbon.super");
+        assert_eq!(
+            c.user("admin@carbon.super").unwrap().id,
+            "admin@carbon.super"
+        );
+        assert!(c.user("admin@other").is_none());
+    }
+
+    #[test]
+    fn per_client_lifetime_overrides() {
+        let c = TokenConfig::parse(sample(r#","lifetimes":{"user_access_token":60}"#).as_bytes())
+            .unwrap();
+        let l = c.client("c1").unwrap().lifetimes;
+        assert_eq!(
+            (
+                l.application_access_token,
+                l.user_access_token,
+                l.refresh_token
+            ),
+            (3600, 60, 86400)
+        );
+    }
+
+    fn field_of(json: &str) -> String {
+        TokenConfig::parse(json.as_bytes()).unwrap_err().field
+    }
+
+    #[test]
+    fn every_problem_names_its_field() {
+        assert_eq!(field_of(&sample(r#","colour":"red""#)), "clients[0].colour");
+        assert!(TokenConfig::parse(sample(r#","colour":"red""#).as_bytes())
+            .unwrap_err()
+            .message
+            .contains("colour"));
+        assert_eq!(
+            field_of(&sample(r#","default_scope":"SANDBOX""#)),
+            "clients[0].default_scope"
+        );
+        assert_eq!(
+            field_of(&sample(r#","lifetimes":{"refresh_token":0}"#)),
+            "clients[0].lifetimes.refresh_token"
+        );
+        assert_eq!(field_of(&sample(r#","owner":7"#)), "clients[0].owner");
+        assert_eq!(field_of(r#"{"users":[]}"#), "(root)");
+        assert!(TokenConfig::parse(br#"{"users":[]}"#)
+            .unwrap_err()
+            .message
+            .contains("clients"));
+        assert_eq!(field_of(r#"{"clients":[]}"#), "clients");
+        assert_eq!(
+            field_of(r#"{"clients":[],"store":{"buckets":0}}"#),
+            "store.buckets"
+        );
+        assert_eq!(
+            field_of(r#"{"clients":[],"max_body_bytes":-1}"#),
+            "max_body_bytes"
+        );
+        let bad_grant = sample("").replace("\"password\",", "\"magic\",");
+        assert_eq!(field_of(&bad_grant), "clients[0].grant_types[1]");
+        let bad_hash = sample("").replacen("$pbkdf2-sha256$i=10000$", "$md5$", 1);
+        assert_eq!(field_of(&bad_hash), "clients[0].secret_hash");
+        assert_eq!(field_of("not json"), "(root)");
+    }
+}

@@ -1,0 +1,764 @@
+//! The token store: grants in a fixed number of buckets in a CAS key-value store.
+//!
+//! Keys: `oauth2/g/<bucket>` holds a [`Bucket`]; `oauth2/rev/<shard>` holds a
+//! revocation generation (u64) that goes up whenever a token of a bucket in
+//! that shard stops being valid early, so per-worker caches can notice.
+//! The number of keys is `buckets + 256` whatever the traffic: shared data has
+//! no delete, so dead grants are reclaimed inside their bucket on every write.
+//!
+//! Every change is a [`BucketTxn`]: a pure function of the bucket's current
+//! content. [`run_txn`] drives it against a synchronous store with a bounded CAS
+//! retry; a remote store with asynchronous reads (an HTTP callout while the
+//! request is paused) can drive the same transactions: read, `apply`, write with
+//! the CAS it read, and on a conflict read again.
+
+use crate::bucket::Bucket;
+use crate::grant::{Grant, RefreshState};
+use crate::host::{KvStore, RandomUnavailable, Randomness, WriteError};
+use crate::scope;
+use crate::token::{self, MintedToken, ParsedToken, TokenHash, TokenKind};
+
+/// Tokens name their bucket in 4 bytes; the store never reads beyond this.
+pub const MAX_BUCKETS: u32 = 1 << 20;
+pub const MAX_GRANTS_PER_BUCKET: u16 = 1024;
+pub const REVOCATION_SHARDS: u32 = 256;
+/// Bounded retries on a CAS conflict before giving up with `Contended`.
+pub const CAS_RETRIES: usize = 32;
+/// How many random buckets an issuance tries before the store counts as full.
+const PLACEMENT_TRIES: usize = 4;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreLayout {
+    pub buckets: u32,
+    pub grants_per_bucket: u16,
+}
+
+impl StoreLayout {
+    pub fn capacity(&self) -> u64 {
+        self.buckets as u64 * self.grants_per_bucket as u64
+    }
+}
+
+pub fn bucket_key(bucket: u32) -> String {
+    format!("oauth2/g/{bucket}")
+}
+
+pub fn revocation_key(bucket: u32) -> String {
+    format!("oauth2/rev/{}", bucket % REVOCATION_SHARDS)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreError {
+    /// CAS conflicts did not settle within the retry bound.
+    Contended,
+    /// Every bucket tried holds `grants_per_bucket` live grants.
+    Full,
+    /// The host refused a write or randomness.
+    Unavailable,
+}
+
+impl From<RandomUnavailable> for StoreError {
+    fn from(_: RandomUnavailable) -> Self {
+        StoreError::Unavailable
+    }
+}
+
+/// What a transaction decided after looking at the bucket.
+pub enum Step<T> {
+    /// Persist the (changed) bucket, then return `T`.
+    Write(T),
+    /// Nothing to persist.
+    Done(T),
+}
+
+pub trait BucketTxn {
+    type Output;
+    /// Called with live grants only (dead ones already reclaimed), perhaps more
+    /// than once when a CAS conflict forces a retry: it must not keep state
+    /// between calls beyond what it returns.
+    fn apply(&mut self, bucket: &mut Bucket, now: u64) -> Step<Self::Output>;
+}
+
+/// Counts of things the store noticed, for stats.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TxnReport {
+    pub cas_retries: u32,
+    pub corrupt_values: u32,
+    pub reclaimed: u32,
+    /// Issuances refused because every bucket tried was full.
+    pub full: u32,
+}
+
+/// Runs `txn` on one bucket with bounded CAS retries.
+pub fn run_txn<T: BucketTxn>(
+    kv: &dyn KvStore,
+    bucket: u32,
+    txn: &mut T,
+    now: u64,
+    report: &mut TxnReport,
+) -> Result<T::Output, StoreError> {
+    let key = bucket_key(bucket);
+    for _ in 0..CAS_RETRIES {
+        let current = kv.get(&key);
+        let mut b = match Bucket::decode(current.value.as_deref().unwrap_or(&[])) {
+            Ok(b) => b,
+            Err(_) => {
+                // Unreadable data is treated as absent (and counted), never trusted.
+                report.corrupt_values += 1;
+                Bucket::default()
+            }
+        };
+        report.reclaimed += b.reclaim(now) as u32;
+        match txn.apply(&mut b, now) {
+            Step::Done(out) => return Ok(out),
+            Step::Write(out) => {
+                report.reclaimed += b.reclaim(now) as u32;
+                match kv.set(&key, &b.encode(), current.cas) {
+                    Ok(()) => return Ok(out),
+                    Err(WriteError::CasMismatch) => report.cas_retries += 1,
+                    Err(WriteError::Failed) => return Err(StoreError::Unavailable),
+                }
+            }
+        }
+    }
+    Err(StoreError::Contended)
+}
+
+/// Lifetimes of the tokens of one issuance, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    pub access: u64,
+    /// `None`: no refresh token (client_credentials).
+    pub refresh: Option<u64>,
+}
+
+/// What a new grant is for.
+#[derive(Debug, Clone)]
+pub struct GrantRequest {
+    pub client_id: String,
+    pub user: Option<String>,
+    pub scope: String,
+    pub lifetimes: Lifetimes,
+}
+
+/// Tokens handed to the client, once.
+pub struct IssuedTokens {
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub expires_in: u64,
+    pub scope: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshError {
+    /// Unknown, expired, revoked, another client's, or already used.
+    InvalidGrant,
+    /// Asked for a scope the grant does not have.
+    InvalidScope,
+    Store(StoreError),
+}
+
+/// What a revocation removed, for the reference product's response headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedGrant {
+    pub access_fingerprint: String,
+    pub refresh_fingerprint: Option<String>,
+    pub user: Option<String>,
+}
+
+pub struct GrantStore<'a> {
+    kv: &'a dyn KvStore,
+    rng: &'a dyn Randomness,
+    layout: StoreLayout,
+    pub report: TxnReport,
+}
+
+impl<'a> GrantStore<'a> {
+    pub fn new(kv: &'a dyn KvStore, rng: &'a dyn Randomness, layout: StoreLayout) -> Self {
+        GrantStore {
+            kv,
+            rng,
+            layout,
+            report: TxnReport::default(),
+        }
+    }
+
+    /// Creates every bucket and revocation key that does not exist yet. Run once
+    /// at configuration, before requests: Envoy accepts any write to a missing
+    /// key, so a key first created while another worker writes it could lose that
+    /// write. Returns how many keys it created.
+    pub fn ensure_created(&self) -> Result<u32, StoreError> {
+        let mut created = 0;
+        let keys = (0..self.layout.buckets)
+            .map(bucket_key)
+            .chain((0..REVOCATION_SHARDS).map(revocation_key));
+        for key in keys {
+            if self.kv.get(&key).cas.is_none() {
+                let empty: &[u8] = if key.starts_with("oauth2/g/") {
+                    &[]
+                } else {
+                    &[0; 8]
+                };
+                self.kv
+                    .set(&key, empty, None)
+                    .map_err(|_| StoreError::Unavailable)?;
+                created += 1;
+            }
+        }
+        Ok(created)
+    }
+
+    /// Issues a new grant with its tokens.
+    pub fn issue(&mut self, req: &GrantRequest, now: u64) -> Result<IssuedTokens, StoreError> {
+        for _ in 0..PLACEMENT_TRIES {
+            let mut pick = [0u8; 4];
+            self.rng.fill(&mut pick)?;
+            let bucket = u32::from_be_bytes(pick) % self.layout.buckets.max(1);
+            let grant_id = token::new_grant_id(self.rng)?;
+            let access = token::mint(TokenKind::Access, bucket, &grant_id, self.rng)?;
+            let refresh = match req.lifetimes.refresh {
+                Some(_) => Some(token::mint(
+                    TokenKind::Refresh,
+                    bucket,
+                    &grant_id,
+                    self.rng,
+                )?),
+                None => None,
+            };
+            let grant = Grant {
+                id: grant_id,
+                client_id: req.client_id.clone(),
+                user: req.user.clone(),
+                scope: req.scope.clone(),
+                issued_at: now,
+                access_hash: access.hash,
+                access_expires_at: now.saturating_add(req.lifetimes.access),
+                refresh: refresh
+                    .as_ref()
+                    .zip(req.lifetimes.refresh)
+                    .map(|(t, life)| RefreshState {
+                        hash: t.hash,
+                        expires_at: now.saturating_add(life),
+                    }),
+                previous_refresh: None,
+                revoked: false,
+            };
+            let mut txn = Insert {
+                grant,
+                limit: self.layout.grants_per_bucket as usize,
+            };
+            if run_txn(self.kv, bucket, &mut txn, now, &mut self.report)? {
+                return Ok(IssuedTokens {
+                    access_token: access.text,
+                    refresh_token: refresh.map(|t| t.text),
+                    expires_in: req.lifetimes.access,
+                    scope: req.scope.clone(),
+                });
+            }
+        }
+        self.report.full += 1;
+        Err(StoreError::Full)
+    }
+
+    /// The live grant that accepts this token, if any. Read-only.
+    pub fn lookup(&mut self, token: &ParsedToken, now: u64) -> Option<Grant> {
+        if token.bucket >= MAX_BUCKETS {
+            return None;
+        }
+        let current = self.kv.get(&bucket_key(token.bucket));
+        match Bucket::decode_one(current.value.as_deref().unwrap_or(&[]), &token.grant_id) {
+            Ok(g) => g.filter(|g| g.accepts(token.kind, &token.hash, now)),
+            Err(_) => {
+                self.report.corrupt_values += 1;
+                None
+            }
+        }
+    }
+
+    /// Rotates a refresh token: the presented one dies, the grant's access token is
+    /// replaced, and a new pair is returned. A refresh token already rotated away
+    /// revokes the whole grant (reuse detection).
+    pub fn refresh(
+        &mut self,
+        token: &ParsedToken,
+        client_id: &str,
+        requested_scope: Option<&[&str]>,
+        lifetimes: Lifetimes,
+        now: u64,
+    ) -> Result<IssuedTokens, RefreshError> {
+        if token.kind != TokenKind::Refresh || token.bucket >= MAX_BUCKETS {
+            return Err(RefreshError::InvalidGrant);
+        }
+        let refresh_life = lifetimes.refresh.unwrap_or(0);
+        let access = token::mint(TokenKind::Access, token.bucket, &token.grant_id, self.rng)
+            .map_err(|e| RefreshError::Store(e.into()))?;
+        let refresh = token::mint(TokenKind::Refresh, token.bucket, &token.grant_id, self.rng)
+            .map_err(|e| RefreshError::Store(e.into()))?;
+        let mut txn = Rotate {
+            presented: token,
+            client_id,
+            requested_scope,
+            new_access: &access,
+            new_refresh: &refresh,
+            access_life: lifetimes.access,
+            refresh_life,
+        };
+        let outcome = run_txn(self.kv, token.bucket, &mut txn, now, &mut self.report)
+            .map_err(RefreshError::Store)?;
+        match outcome {
+            RotateOutcome::Rotated { scope } => {
+                // The grant's previous access token is now invalid.
+                self.bump_revocation(token.bucket);
+                Ok(IssuedTokens {
+                    access_token: access.text,
+                    refresh_token: Some(refresh.text),
+                    expires_in: lifetimes.access,
+                    scope,
+                })
+            }
+            RotateOutcome::ReuseRevoked => {
+                self.bump_revocation(token.bucket);
+                Err(RefreshError::InvalidGrant)
+            }
+            RotateOutcome::Invalid => Err(RefreshError::InvalidGrant),
+            RotateOutcome::ScopeTooWide => Err(RefreshError::InvalidScope),
+        }
+    }
+
+    /// Revokes the grant a token belongs to, if it belongs to `client_id`.
+    /// `Ok(None)`: unknown, dead, or another client's token: indistinguishable.
+    pub fn revoke(
+        &mut self,
+        token: &ParsedToken,
+        client_id: &str,
+        now: u64,
+    ) -> Result<Option<RevokedGrant>, StoreError> {
+        if token.bucket >= MAX_BUCKETS {
+            return Ok(None);
+        }
+        let mut txn = Revoke {
+            presented: token,
+            client_id,
+        };
+        let out = run_txn(self.kv, token.bucket, &mut txn, now, &mut self.report)?;
+        if out.is_some() {
+            self.bump_revocation(token.bucket);
+        }
+        Ok(out)
+    }
+
+    /// Current revocation generation of the shard of `bucket`.
+    pub fn revocation_generation(kv: &dyn KvStore, bucket: u32) -> u64 {
+        read_generation(&kv.get(&revocation_key(bucket)).value)
+    }
+
+    /// Best effort with bounded retries: the revocation itself already happened;
+    /// if this fails, caches in `immediate` mode fall back to their TTL.
+    fn bump_revocation(&mut self, bucket: u32) {
+        let key = revocation_key(bucket);
+        for _ in 0..CAS_RETRIES {
+            let cur = self.kv.get(&key);
+            let next = read_generation(&cur.value).wrapping_add(1);
+            match self.kv.set(&key, &next.to_be_bytes(), cur.cas) {
+                Ok(()) => return,
+                Err(WriteError::CasMismatch) => self.report.cas_retries += 1,
+                Err(WriteError::Failed) => return,
+            }
+        }
+    }
+}
+
+pub fn read_generation(value: &Option<Vec<u8>>) -> u64 {
+    match value.as_deref() {
+        Some(v) if v.len() == 8 => {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(v);
+            u64::from_be_bytes(a)
+        }
+        _ => 0,
+    }
+}
+
+struct Insert {
+    grant: Grant,
+    limit: usize,
+}
+
+impl BucketTxn for Insert {
+    type Output = bool;
+    fn apply(&mut self, bucket: &mut Bucket, _now: u64) -> Step<bool> {
+        if bucket.grants.len() >= self.limit {
+            return Step::Done(false);
+        }
+        bucket.grants.push(self.grant.clone());
+        Step::Write(true)
+    }
+}
+
+struct Rotate<'t> {
+    presented: &'t ParsedToken,
+    client_id: &'t str,
+    requested_scope: Option<&'t [&'t str]>,
+    new_access: &'t MintedToken,
+    new_refresh: &'t MintedToken,
+    access_life: u64,
+    refresh_life: u64,
+}
+
+enum RotateOutcome {
+    Rotated { scope: String },
+    ReuseRevoked,
+    Invalid,
+    ScopeTooWide,
+}
+
+impl BucketTxn for Rotate<'_> {
+    type Output = RotateOutcome;
+    fn apply(&mut self, bucket: &mut Bucket, now: u64) -> Step<RotateOutcome> {
+        let Some(g) = bucket.find_mut(&self.presented.grant_id) else {
+            return Step::Done(RotateOutcome::Invalid);
+        };
+        if g.client_id != self.client_id {
+            return Step::Done(RotateOutcome::Invalid);
+        }
+        if g.accepts(TokenKind::Refresh, &self.presented.hash, now) {
+            let scope = match self.requested_scope {
+                Some(req) if !req.is_empty() => {
+                    if !scope::is_subset(req, &g.scope) {
+                        return Step::Done(RotateOutcome::ScopeTooWide);
+                    }
+                    scope::join(req)
+                }
+                _ => g.scope.clone(),
+            };
+            g.previous_refresh = g.refresh.as_ref().map(|r| r.hash);
+            g.scope = scope.clone();
+            g.issued_at = now;
+            g.access_hash = self.new_access.hash;
+            g.access_expires_at = now.saturating_add(self.access_life);
+            g.refresh = Some(RefreshState {
+                hash: self.new_refresh.hash,
+                expires_at: now.saturating_add(self.refresh_life),
+            });
+            return Step::Write(RotateOutcome::Rotated { scope });
+        }
+        if g.previous_refresh
+            .map_or(false, |p| p.matches(&self.presented.hash))
+        {
+            g.revoked = true;
+            return Step::Write(RotateOutcome::ReuseRevoked);
+        }
+        Step::Done(RotateOutcome::Invalid)
+    }
+}
+
+struct Revoke<'t> {
+    presented: &'t ParsedToken,
+    client_id: &'t str,
+}
+
+impl BucketTxn for Revoke<'_> {
+    type Output = Option<RevokedGrant>;
+    fn apply(&mut self, bucket: &mut Bucket, _now: u64) -> Step<Option<RevokedGrant>> {
+        let Some(g) = bucket.find_mut(&self.presented.grant_id) else {
+            return Step::Done(None);
+        };
+        if g.client_id != self.client_id || !g.owns(self.presented.kind, &self.presented.hash) {
+            return Step::Done(None);
+        }
+        g.revoked = true;
+        Step::Write(Some(RevokedGrant {
+            access_fingerprint: g.access_hash.fingerprint(),
+            refresh_fingerprint: g.refresh.as_ref().map(|r| r.hash.fingerprint()),
+            user: g.user.clone(),
+        }))
+    }
+}
+
+/// Exposed for tests of callers: the hash a token text would be stored under.
+pub fn stored_hash(token_text: &str) -> Option<TokenHash> {
+    token::parse(token_text).map(|t| t.hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::memory::MemoryKv;
+    use crate::host::HostRandomness;
+
+    const LAYOUT: StoreLayout = StoreLayout {
+        buckets: 8,
+        grants_per_bucket: 4,
+    };
+
+    fn user_grant(client: &str) -> GrantRequest {
+        GrantRequest {
+            client_id: client.into(),
+            user: Some("admin@carbon.super".into()),
+            scope: "default PRODUCTION".into(),
+            lifetimes: Lifetimes {
+                access: 3600,
+                refresh: Some(86400),
+            },
+        }
+    }
+
+    fn parsed(t: &str) -> ParsedToken {
+        token::parse(t).unwrap()
+    }
+
+    #[test]
+    fn layout_is_created_once_with_a_bounded_key_count() {
+        let kv = MemoryKv::default();
+        let store = GrantStore::new(&kv, &HostRandomness, LAYOUT);
+        assert_eq!(store.ensure_created().unwrap(), 8 + REVOCATION_SHARDS);
+        assert_eq!(store.ensure_created().unwrap(), 0);
+        assert_eq!(kv.key_count(), 8 + REVOCATION_SHARDS as usize);
+    }
+
+    #[test]
+    fn issued_tokens_are_found_by_kind_and_nothing_else_is() {
+        let kv = MemoryKv::default();
+        let mut store = GrantStore::new(&kv, &HostRandomness, LAYOUT);
+        let t = store.issue(&user_grant("c1"), 1000).unwrap();
+        let access = parsed(&t.access_token);
+        let refresh = parsed(t.refresh_token.as_deref().unwrap());
+        let g = store.lookup(&access, 1001).unwrap();
+        assert_eq!(g.client_id, "c1");
+        assert_eq!(g.scope, "default PRODUCTION");
+        assert!(store.lookup(&refresh, 1001).is_some());
+        // Expired.
+        assert!(store.lookup(&access, 1000 + 3600).is_none());
+        // Same grant id and bucket, wrong secret.
+        let forged = token::mint(
+            TokenKind::Access,
+            access.bucket,
+            &access.grant_id,
+            &HostRandomness,
+        )
+        .unwrap();
+        assert!(store.lookup(&parsed(&forged.text), 1001).is_none());
+    }
+
+    #[test]
+    fn the_store_keeps_only_hashes() {
+        let kv = MemoryKv::default();
+        let mut store = GrantStore::new(&kv, &HostRandomness, LAYOUT);
+        let t = store.issue(&user_grant("c1"), 1000).unwrap();
+        let b = parsed(&t.access_token).bucket;
+        let raw = kv.get(&bucket_key(b)).value.unwrap();
+        let text = String::from_utf8_lossy(&raw);
+        assert!(!text.contains(&t.access_token));
+        let access_bytes = base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            &t.access_token,
+        )
+        .unwrap();
+        assert!(
+            !raw.windows(32).any(|w| w == &access_bytes[16..48]),
+            "secret stored in clear"
+        );
+    }
+
+    #[test]
+    fn refresh_rotates_once_and_kills_the_old_access_token() {
+        let kv = MemoryKv::default();
+        let mut store = GrantStore::new(&kv, &HostRandomness, LAYOUT);
+        let life = Lifetimes {
+            access: 3600,
+            refresh: Some(86400),
+        };
+        let t = store.issue(&user_grant("c1"), 1000).unwrap();
+        let old_access = parsed(&t.access_token);
+        let r1 = parsed(t.refresh_token.as_deref().unwrap());
+        let gen_before = GrantStore::revocation_generation(&kv, r1.bucket);
+        let n = store
+            .refresh(&r1, "c1", Some(&["PRODUCTION"]), life, 2000)
+            .unwrap();
+        assert_eq!(n.scope, "PRODUCTION");
+        assert!(store.lookup(&old_access, 2001).is_none());
+        assert_eq!(
+            store.lookup(&parsed(&n.access_token), 2001).unwrap().scope,
+            "PRODUCTION"
+        );
+        assert!(GrantStore::revocation_generation(&kv, r1.bucket) > gen_before);
+        // Wider scope than the grant now has.
+        let r2 = parsed(n.refresh_token.as_deref().unwrap());
+        assert_eq!(
+            store
+                .refresh(&r2, "c1", Some(&["default"]), life, 2001)
+                .err(),
+            Some(RefreshError::InvalidScope)
+        );
+        // Another client cannot use it.
+        assert_eq!(
+            store.refresh(&r2, "c2", None, life, 2001).err(),
+            Some(RefreshError::InvalidGrant)
+        );
+        // r2 still works for its own client after the failed attempts.
+        assert!(store.refresh(&r2, "c1", None, life, 2002).is_ok());
+    }
+
+    #[test]
+    fn replaying_a_used_refresh_token_revokes_the_whole_grant() {
+        let kv = MemoryKv::default();
+        let mut store = GrantStore::new(&kv, &HostRandomness, LAYOUT);
+        let life = Lifetimes {
+            access: 3600,
+            refresh: Some(86400),
+        };
+        let t = store.issue(&user_grant("c1"), 1000).unwrap();
+        let r1 = parsed(t.refresh_token.as_deref().unwrap());
+        let n = store.refresh(&r1, "c1", None, life, 1001).unwrap();
+        assert_eq!(
+            store.refresh(&r1, "c1", None, life, 1002).err(),
+            Some(RefreshError::InvalidGrant)
+        );
+        assert!(store.lookup(&parsed(&n.access_token), 1003).is_none());
+        let r2 = parsed(n.refresh_token.as_deref().unwrap());
+        assert_eq!(
+            store.refresh(&r2, "c1", None, life, 1003).err(),
+            Some(RefreshError::InvalidGrant)
+        );
+    }
+
+    #[test]
+    fn revoking_either_token_revokes_both_for_the_owner_only() {
+        let kv = MemoryKv::default();
+        let mut store = GrantStore::new(&kv, &HostRandomness, LAYOUT);
+        let t = store.issue(&user_grant("c1"), 1000).unwrap();
+        let access = parsed(&t.access_token);
+        let refresh = parsed(t.refresh_token.as_deref().unwrap());
+        assert_eq!(store.revoke(&refresh, "c2", 1001).unwrap(), None);
+        assert!(store.lookup(&access, 1001).is_some());
+        let r = store.revoke(&refresh, "c1", 1001).unwrap().unwrap();
+        assert_eq!(r.access_fingerprint, access.hash.fingerprint());
+        assert_eq!(r.refresh_fingerprint, Some(refresh.hash.fingerprint()));
+        assert_eq!(r.user.as_deref(), Some("admin@carbon.super"));
+        assert!(store.lookup(&access, 1001).is_none());
+        assert!(store.lookup(&refresh, 1001).is_none());
+        assert_eq!(store.revoke(&access, "c1", 1002).unwrap(), None);
+    }
+
+    #[test]
+    fn full_buckets_refuse_and_expired_grants_are_reclaimed() {
+        let kv = MemoryKv::default();
+        let layout = StoreLayout {
+            buckets: 2,
+            grants_per_bucket: 3,
+        };
+        let mut store = GrantStore::new(&kv, &HostRandomness, layout);
+        store.ensure_created().unwrap();
+        let app = GrantRequest {
+            client_id: "c".into(),
+            user: None,
+            scope: "default".into(),
+            lifetimes: Lifetimes {
+                access: 10,
+                refresh: None,
+            },
+        };
+        let mut issued = 0;
+        let mut full = 0;
+        for _ in 0..40 {
+            match store.issue(&app, 100) {
+                Ok(_) => issued += 1,
+                Err(StoreError::Full) => full += 1,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert!(issued <= 6 && issued >= 5, "issued {issued}");
+        assert!(full > 0);
+        // After expiry the space comes back, and the key count never grew.
+        for _ in 0..6 {
+            store.issue(&app, 200).unwrap();
+        }
+        assert_eq!(kv.key_count(), 2 + REVOCATION_SHARDS as usize);
+        assert!(store.report.reclaimed >= 5);
+    }
+
+    #[test]
+    fn churn_keeps_memory_flat() {
+        let kv = MemoryKv::default();
+        let layout = StoreLayout {
+            buckets: 64,
+            grants_per_bucket: 32,
+        };
+        let mut store = GrantStore::new(&kv, &HostRandomness, layout);
+        store.ensure_created().unwrap();
+        let app = GrantRequest {
+            client_id: "c".into(),
+            user: None,
+            scope: "default".into(),
+            lifetimes: Lifetimes {
+                access: 10,
+                refresh: None,
+            },
+        };
+        let mut sizes = Vec::new();
+        // 100 tokens a second living 10 s: ~1000 live, the store turns over 10 times.
+        for second in 0..100u64 {
+            for _ in 0..100 {
+                store.issue(&app, 1000 + second).unwrap();
+            }
+            sizes.push(kv.total_value_bytes());
+        }
+        let warm = sizes[20];
+        let max_after = *sizes[20..].iter().max().unwrap();
+        assert!(max_after < warm * 2, "warm {warm} max {max_after}");
+        assert_eq!(kv.key_count(), 64 + REVOCATION_SHARDS as usize);
+    }
+
+    #[test]
+    fn concurrent_refreshes_of_one_token_have_exactly_one_winner() {
+        use std::sync::Arc;
+        let kv = Arc::new(MemoryKv::default());
+        let t = {
+            let mut store = GrantStore::new(&*kv, &HostRandomness, LAYOUT);
+            store.ensure_created().unwrap();
+            store.issue(&user_grant("c1"), 1000).unwrap()
+        };
+        let refresh = t.refresh_token.unwrap();
+        let handles: Vec<_> = (0..16)
+            .map(|_| {
+                let kv = kv.clone();
+                let refresh = refresh.clone();
+                std::thread::spawn(move || {
+                    let mut store = GrantStore::new(&*kv, &HostRandomness, LAYOUT);
+                    let life = Lifetimes {
+                        access: 60,
+                        refresh: Some(60),
+                    };
+                    store
+                        .refresh(&parsed(&refresh), "c1", None, life, 1001)
+                        .is_ok()
+                })
+            })
+            .collect();
+        let wins = handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|w| *w)
+            .count();
+        assert_eq!(wins, 1);
+    }
+
+    #[test]
+    fn corrupt_buckets_read_as_empty_and_are_counted() {
+        let kv = MemoryKv::default();
+        let mut store = GrantStore::new(
+            &kv,
+            &HostRandomness,
+            StoreLayout {
+                buckets: 1,
+                grants_per_bucket: 4,
+            },
+        );
+        let t = store.issue(&user_grant("c1"), 1000).unwrap();
+        kv.set(&bucket_key(0), b"\x01garbage", None).unwrap();
+        assert!(store.lookup(&parsed(&t.access_token), 1001).is_none());
+        assert_eq!(store.report.corrupt_values, 1);
+        store.issue(&user_grant("c1"), 1002).unwrap();
+        assert_eq!(store.report.corrupt_values, 2);
+    }
+}

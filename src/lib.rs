@@ -1,0 +1,24 @@
+//! OAuth2 token service and bearer guard for Envoy, as proxy-wasm filters.
+//!
+//! Everything but `wasm` is plain Rust over the traits in [`host`], so the
+//! protocol and the store run and are tested natively; `wasm` is the thin glue
+//! to the proxy-wasm ABI.
+
+pub mod basic_auth;
+pub mod bucket;
+pub mod client_auth;
+pub mod config;
+pub mod credential_cache;
+pub mod form;
+pub mod grant;
+pub mod grant_store;
+pub mod host;
+pub mod oauth_error;
+pub mod response;
+pub mod scope;
+pub mod secret_hash;
+pub mod token;
+pub mod token_endpoint;
+
+#[cfg(target_arch = "wasm32")]
+mod wasm;

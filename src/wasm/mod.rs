@@ -1,0 +1,66 @@
+//! proxy-wasm entry: one root context per filter entry; its `root_id` says which
+//! filter it is (`oauth2_token` or `oauth2_guard`). Both share the VM's shared
+//! data when their filter entries use the same `vm_id`.
+
+mod host;
+mod token_filter;
+
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{ContextType, LogLevel};
+
+use token_filter::{TokenHttp, TokenShared};
+
+pub const TOKEN_ROOT_ID: &str = "oauth2_token";
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(PluginRoot { role: None }) });
+}}
+
+enum Role {
+    Token(Rc<TokenShared>),
+}
+
+struct PluginRoot {
+    role: Option<Role>,
+}
+
+impl Context for PluginRoot {}
+
+impl RootContext for PluginRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let root_id = host::plugin_root_id();
+        let config = host::plugin_configuration();
+        let result = match root_id.as_str() {
+            TOKEN_ROOT_ID => token_filter::configure(&config).map(Role::Token),
+            other => {
+                log::error!("unknown root_id `{other}`: use `{TOKEN_ROOT_ID}`");
+                return false;
+            }
+        };
+        match result {
+            Ok(role) => {
+                self.role = Some(role);
+                true
+            }
+            Err(e) => {
+                // One line naming the field; Envoy then refuses the configuration.
+                log::error!("{root_id}: {e}");
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        match &self.role {
+            Some(Role::Token(shared)) => Some(Box::new(TokenHttp::new(shared.clone()))),
+            None => None,
+        }
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}

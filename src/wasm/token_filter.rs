@@ -1,0 +1,193 @@
+//! Glue for the token endpoint filter (root_id `oauth2_token`): buffer the form
+//! body of POST /token and /revoke, call the core, answer locally.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+
+use super::host::{self, HostClock, SharedDataKv};
+use crate::config::{ConfigError, TokenConfig};
+use crate::credential_cache::CredentialCache;
+use crate::grant_store::{GrantStore, TxnReport};
+use crate::host::{HostRandomness, Randomness};
+use crate::token_endpoint::{
+    handle_revoke, handle_token, method_not_allowed, payload_too_large, EndpointRequest,
+    EndpointResult, Outcome, ServiceEnv,
+};
+
+pub struct TokenShared {
+    cfg: TokenConfig,
+    credentials: RefCell<CredentialCache>,
+}
+
+/// Parses the configuration and makes sure the store's keys exist.
+pub fn configure(bytes: &[u8]) -> Result<Rc<TokenShared>, ConfigError> {
+    let cfg = TokenConfig::parse(bytes)?;
+    let mut key = [0u8; 32];
+    HostRandomness.fill(&mut key).map_err(|_| ConfigError {
+        field: "(host)".into(),
+        message: "the host CSPRNG is unavailable".into(),
+    })?;
+    let created = GrantStore::new(&SharedDataKv, &HostRandomness, cfg.store)
+        .ensure_created()
+        .map_err(|_| ConfigError {
+            field: "store".into(),
+            message: "could not create the shared-data keys".into(),
+        })?;
+    if created > 0 {
+        log::info!(
+            "token store: created {created} shared-data keys ({} buckets x {} grants = {} grants at most)",
+            cfg.store.buckets,
+            cfg.store.grants_per_bucket,
+            cfg.store.capacity()
+        );
+    }
+    Ok(Rc::new(TokenShared {
+        cfg,
+        credentials: RefCell::new(CredentialCache::new(key, 1024)),
+    }))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Token,
+    Revoke,
+}
+
+pub struct TokenHttp {
+    shared: Rc<TokenShared>,
+    endpoint: Option<Endpoint>,
+    content_type: Option<String>,
+    authorization: Option<String>,
+    answered: bool,
+}
+
+impl TokenHttp {
+    pub fn new(shared: Rc<TokenShared>) -> Self {
+        TokenHttp {
+            shared,
+            endpoint: None,
+            content_type: None,
+            authorization: None,
+            answered: false,
+        }
+    }
+
+    fn answer(&mut self, status: u16, headers: &[(String, String)], body: &[u8]) -> Action {
+        self.answered = true;
+        host::send_response(status, headers, body);
+        Action::Pause
+    }
+
+    fn handle(&mut self, body: &[u8]) -> Action {
+        let Some(endpoint) = self.endpoint else {
+            return Action::Continue;
+        };
+        let shared = self.shared.clone();
+        let Ok(mut credentials) = shared.credentials.try_borrow_mut() else {
+            return Action::Continue;
+        };
+        let mut env = ServiceEnv {
+            kv: &SharedDataKv,
+            clock: &HostClock,
+            rng: &HostRandomness,
+            credentials: &mut credentials,
+        };
+        let req = EndpointRequest {
+            method: "POST",
+            content_type: self.content_type.as_deref(),
+            authorization: self.authorization.as_deref(),
+            body,
+        };
+        let result = match endpoint {
+            Endpoint::Token => handle_token(&shared.cfg, &mut env, &req),
+            Endpoint::Revoke => handle_revoke(&shared.cfg, &mut env, &req),
+        };
+        drop(credentials);
+        record(&result);
+        self.answer(
+            result.response.status,
+            &result.response.headers,
+            &result.response.body,
+        )
+    }
+}
+
+fn record(result: &EndpointResult) {
+    match result.outcome {
+        Outcome::Issued(g) => host::count(&format!("oauth2.token.issued.{}", g.as_str()), 1),
+        Outcome::Revoked => host::count("oauth2.revoke.revoked", 1),
+        Outcome::RevokeUnknown => host::count("oauth2.revoke.unknown", 1),
+        Outcome::Failed(code) => host::count(&format!("oauth2.token.error.{}", code.as_str()), 1),
+    }
+    record_store(&result.store);
+}
+
+pub fn record_store(r: &TxnReport) {
+    host::count("oauth2.store.cas_retries", r.cas_retries as u64);
+    host::count("oauth2.store.corrupt_values", r.corrupt_values as u64);
+    host::count("oauth2.store.reclaimed", r.reclaimed as u64);
+    host::count("oauth2.store.full", r.full as u64);
+}
+
+impl Context for TokenHttp {}
+
+impl HttpContext for TokenHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let path = host::request_header(":path").unwrap_or_default();
+        let path = path.split(|b| *b == b'?').next().unwrap_or_default();
+        let paths = &self.shared.cfg.paths;
+        self.endpoint = if path == paths.token.as_bytes() {
+            Some(Endpoint::Token)
+        } else if path == paths.revoke.as_bytes() {
+            Some(Endpoint::Revoke)
+        } else {
+            None
+        };
+        if self.endpoint.is_none() {
+            return Action::Continue;
+        }
+        if host::request_header(":method").as_deref() != Some(b"POST") {
+            host::count("oauth2.token.error.invalid_request", 1);
+            let r = method_not_allowed();
+            return self.answer(r.status, &r.headers, &r.body);
+        }
+        let max = self.shared.cfg.max_body_bytes;
+        let declared =
+            host::request_header_str("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.map_or(false, |n| n > max as u64) {
+            host::count("oauth2.token.error.invalid_request", 1);
+            let r = payload_too_large(max);
+            return self.answer(r.status, &r.headers, &r.body);
+        }
+        self.content_type = host::request_header_str("content-type");
+        self.authorization = host::request_header_str("authorization");
+        if end_of_stream {
+            return self.handle(&[]);
+        }
+        // Needs `allow_on_headers_stop_iteration: true`: wait for the whole body.
+        Action::Pause
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.endpoint.is_none() {
+            return Action::Continue;
+        }
+        if self.answered {
+            return Action::Pause;
+        }
+        let max = self.shared.cfg.max_body_bytes;
+        if body_size > max {
+            host::count("oauth2.token.error.invalid_request", 1);
+            let r = payload_too_large(max);
+            return self.answer(r.status, &r.headers, &r.body);
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let body = host::request_body(body_size);
+        self.handle(&body)
+    }
+}

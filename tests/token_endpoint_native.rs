@@ -1,0 +1,470 @@
+//! The token endpoints' protocol behaviour, natively (no Envoy): every branch of
+//! /token and /revoke against the in-memory store with Envoy's CAS semantics.
+
+use base64::Engine;
+use envoy_oauth2::config::TokenConfig;
+use envoy_oauth2::credential_cache::CredentialCache;
+use envoy_oauth2::host::memory::{ManualClock, MemoryKv};
+use envoy_oauth2::host::HostRandomness;
+use envoy_oauth2::response::Response;
+use envoy_oauth2::secret_hash::hash_secret;
+use envoy_oauth2::token_endpoint::{handle_revoke, handle_token, EndpointRequest, ServiceEnv};
+use serde_json::Value;
+
+const C1: &str = "IZsIi6HDbB5e8VKdZAnUi_fZ3f8a";
+const S1: &str = "Gm0bJ6oWV8fC5OQLLlC6jslACW8a";
+const C2: &str = "hSN3y4iQGUCUfvovakUq5Sq1CTQa";
+const S2: &str = "X2doTVRxXD7Q_OlK9ksBPvRBBlUa";
+const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
+
+struct World {
+    cfg: TokenConfig,
+    kv: MemoryKv,
+    clock: ManualClock,
+    creds: CredentialCache,
+}
+
+fn config() -> String {
+    let h = |s: &str| hash_secret(s.as_bytes(), b"0123456789abcdef", 10_000);
+    format!(
+        r#"{{ "realm": "test-realm",
+          "clients": [
+            {{ "client_id": "{C1}", "secret_hash": "{}", "grant_types": ["client_credentials","password","refresh_token"],
+               "scopes": ["default","PRODUCTION","SANDBOX"], "owner": "owner1@carbon.super" }},
+            {{ "client_id": "{C2}", "secret_hash": "{}", "grant_types": ["client_credentials"],
+               "scopes": ["default"], "lifetimes": {{ "application_access_token": 60 }} }}
+          ],
+          "users": [ {{ "username": "admin", "password_hash": "{}", "scopes": ["default","PRODUCTION"] }} ] }}"#,
+        h(S1),
+        h(S2),
+        h("admin")
+    )
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            cfg: TokenConfig::parse(config().as_bytes()).unwrap(),
+            kv: MemoryKv::default(),
+            clock: ManualClock::at(1_700_000_000),
+            creds: CredentialCache::new([1; 32], 64),
+        }
+    }
+
+    fn call(
+        &mut self,
+        path: &str,
+        method: &str,
+        ct: Option<&str>,
+        auth: Option<&str>,
+        body: &str,
+    ) -> Response {
+        let mut env = ServiceEnv {
+            kv: &self.kv,
+            clock: &self.clock,
+            rng: &HostRandomness,
+            credentials: &mut self.creds,
+        };
+        let req = EndpointRequest {
+            method,
+            content_type: ct,
+            authorization: auth,
+            body: body.as_bytes(),
+        };
+        let r = if path == "/token" {
+            handle_token(&self.cfg, &mut env, &req)
+        } else {
+            handle_revoke(&self.cfg, &mut env, &req)
+        };
+        r.response
+    }
+
+    fn token(&mut self, auth: Option<&str>, body: &str) -> Response {
+        self.call("/token", "POST", FORM, auth, body)
+    }
+
+    fn revoke(&mut self, auth: Option<&str>, body: &str) -> Response {
+        self.call("/revoke", "POST", FORM, auth, body)
+    }
+}
+
+fn basic(id: &str, secret: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    )
+}
+
+fn json(r: &Response) -> Value {
+    serde_json::from_slice(&r.body).unwrap_or(Value::Null)
+}
+
+fn assert_error(r: &Response, status: u16, code: &str) {
+    assert_eq!(r.status, status, "{:?}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        json(r)["error"],
+        code,
+        "{:?}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert!(json(r)["error_description"]
+        .as_str()
+        .map_or(false, |d| !d.is_empty()));
+    assert_eq!(r.header_value("cache-control"), Some("no-store"));
+    assert_eq!(r.header_value("pragma"), Some("no-cache"));
+}
+
+#[test]
+fn client_credentials_gives_an_application_token_with_the_default_scope() {
+    let mut w = World::new();
+    let r = w.token(Some(&basic(C1, S1)), "grant_type=client_credentials");
+    assert_eq!(r.status, 200);
+    let v = json(&r);
+    assert_eq!(v["token_type"], "Bearer");
+    assert_eq!(v["scope"], "default");
+    assert_eq!(v["expires_in"], 3600);
+    assert!(v.get("refresh_token").is_none());
+    assert!(v["access_token"].as_str().unwrap().len() >= 43);
+    assert_eq!(r.header_value("cache-control"), Some("no-store"));
+    assert_eq!(r.header_value("pragma"), Some("no-cache"));
+    assert_eq!(r.header_value("content-type"), Some("application/json"));
+}
+
+#[test]
+fn per_client_lifetime_override_applies() {
+    let mut w = World::new();
+    let r = w.token(
+        None,
+        &format!("grant_type=client_credentials&client_id={C2}&client_secret={S2}"),
+    );
+    assert_eq!(json(&r)["expires_in"], 60);
+}
+
+#[test]
+fn reference_page_basic_header_with_trailing_comma_works() {
+    let mut w = World::new();
+    let header =
+        "Basic SVpzSWk2SERiQjVlOFZLZFpBblVpX2ZaM2Y4YTpHbTBiSjZvV1Y4ZkM1T1FMTGxDNmpzbEFDVzhh,";
+    let r = w.token(
+        Some(header),
+        "grant_type=password&username=admin&password=admin&scope=PRODUCTION",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(json(&r)["scope"], "PRODUCTION");
+    assert!(json(&r)["refresh_token"].is_string());
+}
+
+#[test]
+fn password_grant_checks_user_and_scopes() {
+    let mut w = World::new();
+    let auth = basic(C1, S1);
+    let r = w.token(
+        Some(&auth),
+        "grant_type=password&username=admin&password=wrong",
+    );
+    assert_error(&r, 400, "invalid_grant");
+    let r = w.token(
+        Some(&auth),
+        "grant_type=password&username=nobody&password=admin",
+    );
+    assert_error(&r, 400, "invalid_grant");
+    let r = w.token(Some(&auth), "grant_type=password&username=admin");
+    assert_error(&r, 400, "invalid_request");
+    // SANDBOX: allowed for the client, not for the user.
+    let r = w.token(
+        Some(&auth),
+        "grant_type=password&username=admin&password=admin&scope=SANDBOX",
+    );
+    assert_error(&r, 400, "invalid_scope");
+    let r = w.token(
+        Some(&auth),
+        "grant_type=password&username=admin%40carbon.super&password=admin&scope=default+PRODUCTION",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(json(&r)["scope"], "default PRODUCTION");
+}
+
+#[test]
+fn client_authentication_failures() {
+    let mut w = World::new();
+    let r = w.token(Some(&basic(C1, "wrong")), "grant_type=client_credentials");
+    assert_error(&r, 401, "invalid_client");
+    assert_eq!(
+        r.header_value("www-authenticate"),
+        Some("Basic realm=\"test-realm\"")
+    );
+    let r = w.token(Some(&basic("unknown", S1)), "grant_type=client_credentials");
+    assert_error(&r, 401, "invalid_client");
+    let r = w.token(
+        None,
+        &format!("grant_type=client_credentials&client_id={C1}&client_secret=wrong"),
+    );
+    assert_error(&r, 401, "invalid_client");
+    assert_eq!(r.header_value("www-authenticate"), None);
+    let r = w.token(None, "grant_type=client_credentials");
+    assert_error(&r, 401, "invalid_client");
+    let r = w.token(Some("Basic %%%"), "grant_type=client_credentials");
+    assert_error(&r, 401, "invalid_client");
+    // Both methods at once.
+    let r = w.token(
+        Some(&basic(C1, S1)),
+        &format!("grant_type=client_credentials&client_id={C1}"),
+    );
+    assert_error(&r, 400, "invalid_request");
+    // The secret never appears in an answer.
+    assert!(!String::from_utf8_lossy(&r.body).contains(S1));
+}
+
+#[test]
+fn grant_type_errors() {
+    let mut w = World::new();
+    let r = w.token(Some(&basic(C1, S1)), "grant_type=magic");
+    assert_error(&r, 400, "unsupported_grant_type");
+    let r = w.token(
+        Some(&basic(C2, S2)),
+        "grant_type=password&username=admin&password=admin",
+    );
+    assert_error(&r, 400, "unauthorized_client");
+    let r = w.token(Some(&basic(C1, S1)), "");
+    assert_error(&r, 400, "invalid_request");
+    let r = w.token(
+        Some(&basic(C1, S1)),
+        "grant_type=client_credentials&grant_type=password",
+    );
+    assert_error(&r, 400, "invalid_request");
+    let r = w.token(
+        Some(&basic(C1, S1)),
+        "grant_type=client_credentials&scope=ADMIN",
+    );
+    assert_error(&r, 400, "invalid_scope");
+    let r = w.token(
+        Some(&basic(C1, S1)),
+        "grant_type=client_credentials&scope=%22quoted%22",
+    );
+    assert_error(&r, 400, "invalid_scope");
+}
+
+#[test]
+fn request_shape_errors() {
+    let mut w = World::new();
+    let r = w.call("/token", "GET", None, None, "");
+    assert_error(&r, 405, "invalid_request");
+    assert_eq!(r.header_value("allow"), Some("POST"));
+    let r = w.call(
+        "/token",
+        "POST",
+        Some("application/json"),
+        Some(&basic(C1, S1)),
+        "{}",
+    );
+    assert_error(&r, 400, "invalid_request");
+    let r = w.call(
+        "/token",
+        "POST",
+        None,
+        Some(&basic(C1, S1)),
+        "grant_type=client_credentials",
+    );
+    assert_error(&r, 400, "invalid_request");
+    let r = w.token(
+        Some(&basic(C1, S1)),
+        "grant_type=client_credentials&scope=%zz",
+    );
+    assert_error(&r, 400, "invalid_request");
+    let big = format!(
+        "grant_type=client_credentials&pad={}",
+        "a".repeat(17 * 1024)
+    );
+    let r = w.token(Some(&basic(C1, S1)), &big);
+    assert_error(&r, 413, "invalid_request");
+    // charset parameter and case are fine.
+    let r = w.call(
+        "/token",
+        "POST",
+        Some("Application/X-WWW-Form-Urlencoded; charset=UTF-8"),
+        Some(&basic(C1, S1)),
+        "grant_type=client_credentials",
+    );
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn refresh_rotates_and_works_once() {
+    let mut w = World::new();
+    let auth = basic(C1, S1);
+    let first = json(&w.token(
+        Some(&auth),
+        "grant_type=password&username=admin&password=admin&scope=default+PRODUCTION",
+    ));
+    let r1 = first["refresh_token"].as_str().unwrap().to_string();
+    let r = w.token(
+        Some(&auth),
+        &format!("grant_type=refresh_token&refresh_token={r1}&scope=PRODUCTION"),
+    );
+    assert_eq!(r.status, 200);
+    let second = json(&r);
+    assert_eq!(second["scope"], "PRODUCTION");
+    assert_ne!(second["refresh_token"], first["refresh_token"]);
+    // The used refresh token is dead (and its replay kills the grant).
+    let r = w.token(
+        Some(&auth),
+        &format!("grant_type=refresh_token&refresh_token={r1}"),
+    );
+    assert_error(&r, 400, "invalid_grant");
+    let r2 = second["refresh_token"].as_str().unwrap();
+    let r = w.token(
+        Some(&auth),
+        &format!("grant_type=refresh_token&refresh_token={r2}"),
+    );
+    assert_error(&r, 400, "invalid_grant");
+}
+
+#[test]
+fn refresh_errors() {
+    let mut w = World::new();
+    let auth = basic(C1, S1);
+    let t = json(&w.token(
+        Some(&auth),
+        "grant_type=password&username=admin&password=admin&scope=PRODUCTION",
+    ));
+    let rt = t["refresh_token"].as_str().unwrap().to_string();
+    let r = w.token(
+        Some(&auth),
+        &format!("grant_type=refresh_token&refresh_token={rt}&scope=default"),
+    );
+    assert_error(&r, 400, "invalid_scope");
+    let r = w.token(Some(&auth), "grant_type=refresh_token");
+    assert_error(&r, 400, "invalid_request");
+    let r = w.token(
+        Some(&auth),
+        "grant_type=refresh_token&refresh_token=not-a-token",
+    );
+    assert_error(&r, 400, "invalid_grant");
+    // An access token is not a refresh token.
+    let at = t["access_token"].as_str().unwrap();
+    let r = w.token(
+        Some(&auth),
+        &format!("grant_type=refresh_token&refresh_token={at}"),
+    );
+    assert_error(&r, 400, "invalid_grant");
+    // Expired.
+    w.clock.advance(86400);
+    let r = w.token(
+        Some(&auth),
+        &format!("grant_type=refresh_token&refresh_token={rt}"),
+    );
+    assert_error(&r, 400, "invalid_grant");
+}
+
+#[test]
+fn revoke_either_token_revokes_the_pair_with_reference_headers() {
+    let mut w = World::new();
+    let auth = basic(C1, S1);
+    let t = json(&w.token(
+        Some(&auth),
+        "grant_type=password&username=admin&password=admin",
+    ));
+    let at = t["access_token"].as_str().unwrap().to_string();
+    let rt = t["refresh_token"].as_str().unwrap().to_string();
+    // A wrong hint does not stop the lookup.
+    let r = w.revoke(
+        Some(&auth),
+        &format!("token={at}&token_type_hint=refresh_token"),
+    );
+    assert_eq!(r.status, 200);
+    assert!(r.body.is_empty());
+    assert_eq!(r.header_value("authorizeduser"), Some("admin@carbon.super"));
+    let ra = r.header_value("revokedaccesstoken").unwrap();
+    let rr = r.header_value("revokedrefreshtoken").unwrap();
+    assert_eq!((ra.len(), rr.len()), (32, 32));
+    // Fingerprints, never the tokens themselves.
+    assert!(!at.contains(ra) && !rt.contains(rr));
+    assert_eq!(r.header_value("cache-control"), Some("no-store"));
+    // The refresh token died with it.
+    let r = w.token(
+        Some(&auth),
+        &format!("grant_type=refresh_token&refresh_token={rt}"),
+    );
+    assert_error(&r, 400, "invalid_grant");
+    // Revoking again: 200 without the headers.
+    let r = w.revoke(Some(&auth), &format!("token={rt}"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header_value("revokedaccesstoken"), None);
+    assert_eq!(r.header_value("authorizeduser"), None);
+}
+
+#[test]
+fn application_token_revocation_names_the_client_owner() {
+    let mut w = World::new();
+    let auth = basic(C1, S1);
+    let t = json(&w.token(Some(&auth), "grant_type=client_credentials"));
+    let r = w.revoke(
+        Some(&auth),
+        &format!("token={}", t["access_token"].as_str().unwrap()),
+    );
+    assert_eq!(
+        r.header_value("authorizeduser"),
+        Some("owner1@carbon.super")
+    );
+    assert!(r.header_value("revokedaccesstoken").is_some());
+    assert_eq!(r.header_value("revokedrefreshtoken"), None);
+}
+
+#[test]
+fn another_clients_token_is_answered_like_an_unknown_one_and_survives() {
+    let mut w = World::new();
+    let t = json(&w.token(Some(&basic(C1, S1)), "grant_type=client_credentials"));
+    let at = t["access_token"].as_str().unwrap().to_string();
+    let theirs = w.revoke(Some(&basic(C2, S2)), &format!("token={at}"));
+    let unknown = w.revoke(Some(&basic(C2, S2)), &format!("token={}", "x".repeat(64)));
+    assert_eq!(theirs, unknown);
+    // Still valid: C1 can revoke it.
+    let r = w.revoke(Some(&basic(C1, S1)), &format!("token={at}"));
+    assert!(r.header_value("revokedaccesstoken").is_some());
+}
+
+#[test]
+fn revoke_errors() {
+    let mut w = World::new();
+    let r = w.revoke(Some(&basic(C1, S1)), "token_type_hint=access_token");
+    assert_error(&r, 400, "invalid_request");
+    let r = w.revoke(Some(&basic(C1, "bad")), "token=abc");
+    assert_error(&r, 401, "invalid_client");
+    let r = w.call("/revoke", "PUT", FORM, Some(&basic(C1, S1)), "token=abc");
+    assert_error(&r, 405, "invalid_request");
+    let r = w.revoke(Some(&basic(C1, S1)), "token=abc");
+    assert_eq!((r.status, r.header_value("authorizeduser")), (200, None));
+}
+
+#[test]
+fn expired_access_tokens_cannot_be_revoked_and_say_so_by_saying_nothing() {
+    let mut w = World::new();
+    let t = json(&w.token(Some(&basic(C1, S1)), "grant_type=client_credentials"));
+    w.clock.advance(3600);
+    let r = w.revoke(
+        Some(&basic(C1, S1)),
+        &format!("token={}", t["access_token"].as_str().unwrap()),
+    );
+    assert_eq!(
+        (r.status, r.header_value("revokedaccesstoken")),
+        (200, None)
+    );
+}
+
+#[test]
+fn secrets_are_verified_slowly_once_per_credential() {
+    let mut w = World::new();
+    let auth = basic(C1, S1);
+    for _ in 0..3 {
+        assert_eq!(
+            w.token(Some(&auth), "grant_type=client_credentials").status,
+            200
+        );
+    }
+    assert_eq!(w.creds.len(), 1);
+    w.token(
+        Some(&auth),
+        "grant_type=password&username=admin&password=admin",
+    );
+    assert_eq!(w.creds.len(), 2);
+}
