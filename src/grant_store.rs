@@ -12,7 +12,7 @@
 //! request is paused) can drive the same transactions: read, `apply`, write with
 //! the CAS it read, and on a conflict read again.
 
-use crate::bucket::Bucket;
+use crate::bucket::{Bucket, Corrupt};
 use crate::grant::{Grant, RefreshState};
 use crate::host::{KvStore, RandomUnavailable, Randomness, WriteError};
 use crate::scope;
@@ -262,17 +262,24 @@ impl<'a> GrantStore<'a> {
 
     /// The live grant that accepts this token, if any. Read-only.
     pub fn lookup(&mut self, token: &ParsedToken, now: u64) -> Option<Grant> {
+        Self::lookup_in(self.kv, token, now).unwrap_or_else(|_| {
+            self.report.corrupt_values += 1;
+            None
+        })
+    }
+
+    /// [`GrantStore::lookup`] for readers without a store handle (the guard).
+    pub fn lookup_in(
+        kv: &dyn KvStore,
+        token: &ParsedToken,
+        now: u64,
+    ) -> Result<Option<Grant>, Corrupt> {
         if token.bucket >= MAX_BUCKETS {
-            return None;
+            return Ok(None);
         }
-        let current = self.kv.get(&bucket_key(token.bucket));
-        match Bucket::decode_one(current.value.as_deref().unwrap_or(&[]), &token.grant_id) {
-            Ok(g) => g.filter(|g| g.accepts(token.kind, &token.hash, now)),
-            Err(_) => {
-                self.report.corrupt_values += 1;
-                None
-            }
-        }
+        let current = kv.get(&bucket_key(token.bucket));
+        let grant = Bucket::decode_one(current.value.as_deref().unwrap_or(&[]), &token.grant_id)?;
+        Ok(grant.filter(|g| g.accepts(token.kind, &token.hash, now)))
     }
 
     /// Rotates a refresh token: the presented one dies, the grant's access token is

@@ -5,6 +5,7 @@
 //! to the proxy-wasm ABI.
 
 pub mod basic_auth;
+pub mod bearer_guard;
 pub mod bucket;
 pub mod client_auth;
 pub mod config;
@@ -12,6 +13,7 @@ pub mod credential_cache;
 pub mod form;
 pub mod grant;
 pub mod grant_store;
+pub mod guard_config;
 pub mod host;
 pub mod oauth_error;
 pub mod response;
@@ -19,6 +21,7 @@ pub mod scope;
 pub mod secret_hash;
 pub mod token;
 pub mod token_endpoint;
+pub mod validation_cache;
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;

@@ -2,6 +2,7 @@
 //! filter it is (`oauth2_token` or `oauth2_guard`). Both share the VM's shared
 //! data when their filter entries use the same `vm_id`.
 
+mod guard_filter;
 mod host;
 mod token_filter;
 
@@ -10,9 +11,14 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 
+use std::cell::RefCell;
+
+use crate::bearer_guard::Guard;
+use guard_filter::GuardHttp;
 use token_filter::{TokenHttp, TokenShared};
 
 pub const TOKEN_ROOT_ID: &str = "oauth2_token";
+pub const GUARD_ROOT_ID: &str = "oauth2_guard";
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -21,6 +27,7 @@ proxy_wasm::main! {{
 
 enum Role {
     Token(Rc<TokenShared>),
+    Guard(Rc<RefCell<Guard>>),
 }
 
 struct PluginRoot {
@@ -35,8 +42,11 @@ impl RootContext for PluginRoot {
         let config = host::plugin_configuration();
         let result = match root_id.as_str() {
             TOKEN_ROOT_ID => token_filter::configure(&config).map(Role::Token),
+            GUARD_ROOT_ID => guard_filter::configure(&config).map(Role::Guard),
             other => {
-                log::error!("unknown root_id `{other}`: use `{TOKEN_ROOT_ID}`");
+                log::error!(
+                    "unknown root_id `{other}`: use `{TOKEN_ROOT_ID}` or `{GUARD_ROOT_ID}`"
+                );
                 return false;
             }
         };
@@ -56,6 +66,7 @@ impl RootContext for PluginRoot {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         match &self.role {
             Some(Role::Token(shared)) => Some(Box::new(TokenHttp::new(shared.clone()))),
+            Some(Role::Guard(guard)) => Some(Box::new(GuardHttp::new(guard.clone()))),
             None => None,
         }
     }

@@ -1,0 +1,95 @@
+//! Glue for the bearer guard filter (root_id `oauth2_guard`): on request
+//! headers, strip client-sent identity headers, ask the core, then either
+//! pass with identity headers or answer 401/403 locally.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+
+use super::host::{self, HostClock, SharedDataKv};
+use crate::bearer_guard::{CacheUse, Guard, GuardRequest, Verdict};
+use crate::config::ConfigError;
+use crate::guard_config::GuardConfig;
+use crate::host::Clock;
+
+pub fn configure(bytes: &[u8]) -> Result<Rc<RefCell<Guard>>, ConfigError> {
+    Ok(Rc::new(RefCell::new(Guard::new(GuardConfig::parse(
+        bytes,
+    )?))))
+}
+
+pub struct GuardHttp {
+    guard: Rc<RefCell<Guard>>,
+}
+
+impl GuardHttp {
+    pub fn new(guard: Rc<RefCell<Guard>>) -> Self {
+        GuardHttp { guard }
+    }
+}
+
+impl Context for GuardHttp {}
+
+impl HttpContext for GuardHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Ok(mut guard) = self.guard.try_borrow_mut() else {
+            return Action::Continue;
+        };
+        let path = host::request_header(":path").unwrap_or_default();
+        let method = host::request_header_str(":method").unwrap_or_default();
+        let authorization = host::request_header("authorization");
+        let req = GuardRequest {
+            method: &method,
+            path: &path,
+            authorization: authorization.as_deref(),
+        };
+        let decision = guard.check(&SharedDataKv, HostClock.now_secs(), &req);
+        match decision.cache {
+            CacheUse::Hit => host::count("oauth2.guard.cache.hit", 1),
+            CacheUse::Miss => host::count("oauth2.guard.cache.miss", 1),
+            CacheUse::Revalidated => host::count("oauth2.guard.cache.revalidated", 1),
+            CacheUse::NotNeeded => {}
+        }
+        let names = &guard.cfg.headers;
+        match decision.verdict {
+            Verdict::Allow(identity) => {
+                // Replace (never append to) whatever the client sent under these names.
+                match identity {
+                    Some(id) => {
+                        host::set_request_header(&names.client_id, Some(id.client_id.as_bytes()));
+                        host::set_request_header(
+                            &names.user,
+                            id.user.as_deref().map(str::as_bytes),
+                        );
+                        host::set_request_header(&names.scope, Some(id.scope.as_bytes()));
+                        host::set_request_header(
+                            &names.expires,
+                            Some(id.expires_header.as_bytes()),
+                        );
+                        if guard.cfg.hide_credentials
+                            && authorization.is_some()
+                            && !decision.token_in_query
+                        {
+                            host::set_request_header("authorization", None);
+                        }
+                        host::count("oauth2.guard.allowed", 1);
+                    }
+                    None => {
+                        for name in names.all() {
+                            host::set_request_header(name, None);
+                        }
+                        host::count("oauth2.guard.passed_unguarded", 1);
+                    }
+                }
+                Action::Continue
+            }
+            Verdict::Deny(reason, response) => {
+                host::count(&format!("oauth2.guard.denied.{}", reason.as_str()), 1);
+                host::send_response(response.status, &response.headers, &response.body);
+                Action::Pause
+            }
+        }
+    }
+}
