@@ -674,12 +674,12 @@ mod tests {
                 Err(e) => panic!("{e:?}"),
             }
         }
-        assert!(issued <= 6 && issued >= 5, "issued {issued}");
+        // 40 tries of 4 random buckets each fill both buckets.
+        assert_eq!(issued, 6);
         assert!(full > 0);
         // After expiry the space comes back, and the key count never grew.
-        for _ in 0..6 {
-            store.issue(&app, 200).unwrap();
-        }
+        let again = (0..40).filter(|_| store.issue(&app, 200).is_ok()).count();
+        assert_eq!(again, 6);
         assert_eq!(kv.key_count(), 2 + REVOCATION_SHARDS as usize);
         assert!(store.report.reclaimed >= 5);
     }

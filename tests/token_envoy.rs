@@ -1,0 +1,485 @@
+//! The token endpoint inside a real Envoy (concurrency 2): the reference page's
+//! curl flow on the demo configuration, request-shape errors, configuration
+//! refusal, stats, and no lost or doubled grants under concurrent requests.
+
+mod common;
+
+use common::*;
+use envoy_oauth2::secret_hash::hash_secret;
+use std::sync::{Arc, Barrier};
+
+const C1: &str = "IZsIi6HDbB5e8VKdZAnUi_fZ3f8a";
+const S1: &str = "Gm0bJ6oWV8fC5OQLLlC6jslACW8a";
+const C2: &str = "hSN3y4iQGUCUfvovakUq5Sq1CTQa";
+const S2: &str = "X2doTVRxXD7Q_OlK9ksBPvRBBlUa";
+/// The reference page's Basic header, stray trailing comma included.
+const REFERENCE_BASIC: &str =
+    "Basic SVpzSWk2SERiQjVlOFZLZFpBblVpX2ZaM2Y4YTpHbTBiSjZvV1Y4ZkM1T1FMTGxDNmpzbEFDVzhh,";
+const REFERENCE_REVOKE_BASIC: &str =
+    "Basic aFNOM3k0aVFHVUNVZnZvdmFrVXE1U3ExQ1RRYTpYMmRvVFZSeFhEN1FfT2xLOWtzQlB2UkJCbFVh";
+
+fn token_config(extra: &str) -> String {
+    let h = |s: &str| hash_secret(s.as_bytes(), b"fedcba9876543210", 10_000);
+    format!(
+        r#"{{"realm":"test","store":{{"buckets":64,"grants_per_bucket":512}},
+            "clients":[
+              {{"client_id":"{C1}","secret_hash":"{}","grant_types":["client_credentials","password","refresh_token"],"scopes":["default","PRODUCTION","SANDBOX"]}},
+              {{"client_id":"{C2}","secret_hash":"{}","grant_types":["client_credentials"],"scopes":["default"]}}],
+            "users":[{{"username":"admin","password_hash":"{}","scopes":["default","PRODUCTION","SANDBOX"]}}]{extra}}}"#,
+        h(S1),
+        h(S2),
+        h("admin")
+    )
+}
+
+fn token_only(extra: &str) -> Envoy {
+    Envoy::start_template(
+        "token_only.yaml",
+        &[("TOKEN_CONFIG", &token_config(extra))],
+        2,
+    )
+}
+
+#[test]
+fn reference_page_flow_on_the_demo_configuration() {
+    let e = Envoy::from_demo_config();
+    let http = e.base_url("http");
+    let auth = [("authorization", REFERENCE_BASIC)];
+    // Password grant (user token with a refresh token).
+    let r = post_form(
+        &format!("{http}/token"),
+        &[
+            ("grant_type", "password"),
+            ("username", "admin"),
+            ("password", "admin"),
+            ("scope", "PRODUCTION"),
+        ],
+        &auth,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_eq!(r.header("pragma"), Some("no-cache"));
+    let v = r.json();
+    assert_eq!(
+        (
+            v["token_type"].as_str(),
+            v["expires_in"].as_u64(),
+            v["scope"].as_str()
+        ),
+        (Some("Bearer"), Some(3600), Some("PRODUCTION"))
+    );
+    let refresh = v["refresh_token"].as_str().unwrap().to_string();
+    // Renewal exactly as the page's curl command does it: HTTPS on the 8243 listener.
+    let https = e.base_url("https");
+    let body = format!("grant_type=refresh_token&refresh_token={refresh}&scope=PRODUCTION");
+    let r = curl(
+        "POST",
+        &format!("{https}/token"),
+        &[
+            ("Authorization", REFERENCE_BASIC),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let renewed = r.json();
+    assert_ne!(renewed["refresh_token"], v["refresh_token"]);
+    // A refresh token can be used only once.
+    let r = curl(
+        "POST",
+        &format!("{https}/token"),
+        &[
+            ("Authorization", REFERENCE_BASIC),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    // Replaying a used refresh token revoked its whole grant (RFC 9700 reuse detection).
+    let r = post_form(
+        &format!("{http}/revoke"),
+        &[("token", renewed["access_token"].as_str().unwrap())],
+        &auth,
+    );
+    assert_eq!((r.status, r.header("revokedaccesstoken")), (200, None));
+    let r = post_form(
+        &format!("{http}/token"),
+        &[
+            ("grant_type", "password"),
+            ("username", "admin"),
+            ("password", "admin"),
+        ],
+        &auth,
+    );
+    let renewed = r.json();
+    // Revoke: with the second client it is someone else's token: 200, no headers.
+    let at = renewed["access_token"].as_str().unwrap();
+    let r = post_form(
+        &format!("{http}/revoke"),
+        &[("token", at)],
+        &[("authorization", REFERENCE_REVOKE_BASIC)],
+    );
+    assert_eq!((r.status, r.header("revokedaccesstoken")), (200, None));
+    // With its own client: the pair goes, with the reference page's headers.
+    let r = post_form(&format!("{http}/revoke"), &[("token", at)], &auth);
+    assert_eq!(r.status, 200);
+    assert!(r.body.is_empty());
+    assert_eq!(r.header("authorizeduser"), Some("admin@carbon.super"));
+    assert_eq!(r.header("revokedaccesstoken").map(str::len), Some(32));
+    assert_eq!(r.header("revokedrefreshtoken").map(str::len), Some(32));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    // The refresh token of the pair died too.
+    let r = post_form(
+        &format!("{http}/token"),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", renewed["refresh_token"].as_str().unwrap()),
+        ],
+        &auth,
+    );
+    assert_eq!(r.json()["error"], "invalid_grant");
+    // Client credentials with the other client.
+    let r = post_form(
+        &format!("{http}/token"),
+        &[("grant_type", "client_credentials")],
+        &[("authorization", REFERENCE_REVOKE_BASIC)],
+    );
+    assert_eq!(
+        (r.status, r.json()["scope"].as_str()),
+        (200, Some("default"))
+    );
+    assert!(r.json().get("refresh_token").is_none());
+    // Nothing secret reached the log.
+    let log = e.log();
+    for secret in [S1, S2, at, refresh.as_str()] {
+        assert!(!log.contains(secret), "log leaks a secret");
+    }
+}
+
+#[test]
+fn request_shape_errors_through_envoy() {
+    let e = token_only("");
+    let url = format!("{}/token", e.base_url("http"));
+    let auth = basic_auth(C1, S1);
+    let r = get(&url, &[]);
+    assert_eq!((r.status, r.header("allow")), (405, Some("POST")));
+    assert_eq!(r.json()["error"], "invalid_request");
+    let r = request(
+        "POST",
+        &url,
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        Some(b"{}"),
+    );
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    let r = post_body(
+        &url,
+        "grant_type=client_credentials&x=%G1",
+        &[("authorization", &auth)],
+    );
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    // Over the 16 KiB default, declared up front and streamed without a length.
+    let big = format!("grant_type=client_credentials&pad={}", "a".repeat(20_000));
+    let r = post_body(&url, &big, &[("authorization", &auth)]);
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (413, Some("invalid_request"))
+    );
+    let r = curl(
+        "POST",
+        &url,
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("transfer-encoding", "chunked"),
+        ],
+        Some(big.as_bytes()),
+    );
+    assert_eq!(r.status, 413, "{}", r.body);
+    // Empty POST body: a missing grant_type.
+    let r = request(
+        "POST",
+        &url,
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        None,
+    );
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    let r = post_form(
+        &url,
+        &[("grant_type", "client_credentials")],
+        &[("authorization", &basic_auth(C1, "nope"))],
+    );
+    assert_eq!(
+        (r.status, r.header("www-authenticate")),
+        (401, Some("Basic realm=\"test\""))
+    );
+    let r = post_form(
+        &url,
+        &[("grant_type", "urn:magic")],
+        &[("authorization", &auth)],
+    );
+    assert_eq!(r.json()["error"], "unsupported_grant_type");
+    let r = post_form(
+        &url,
+        &[
+            ("grant_type", "password"),
+            ("username", "admin"),
+            ("password", "admin"),
+        ],
+        &[("authorization", &basic_auth(C2, S2))],
+    );
+    assert_eq!(r.json()["error"], "unauthorized_client");
+    // Other paths are not the filter's business.
+    let r = get(&format!("{}/api/x", e.base_url("http")), &[]);
+    assert_eq!((r.status, r.body.as_str()), (200, "upstream-ok"));
+    // Errors are counted by code.
+    assert!(e.counter("wasmcustom.oauth2.token.error.invalid_request") >= 5);
+    assert_eq!(e.counter("wasmcustom.oauth2.token.error.invalid_client"), 1);
+    assert_eq!(
+        e.counter("wasmcustom.oauth2.token.error.unsupported_grant_type"),
+        1
+    );
+    assert_eq!(
+        e.counter("wasmcustom.oauth2.token.error.unauthorized_client"),
+        1
+    );
+}
+
+#[test]
+fn configured_paths_and_body_limit_apply() {
+    let e = token_only(
+        r#","paths":{"token":"/oauth2/token","revoke":"/oauth2/revoke"},"max_body_bytes":1024"#,
+    );
+    let base = e.base_url("http");
+    let auth = basic_auth(C1, S1);
+    let r = post_form(
+        &format!("{base}/oauth2/token?x=1"),
+        &[("grant_type", "client_credentials")],
+        &[("authorization", &auth)],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = post_form(
+        &format!("{base}/oauth2/token"),
+        &[
+            ("grant_type", "client_credentials"),
+            ("pad", &"b".repeat(1100)),
+        ],
+        &[("authorization", &auth)],
+    );
+    assert_eq!(r.status, 413);
+    // The default path is now an ordinary route.
+    let r = post_form(
+        &format!("{base}/token"),
+        &[("grant_type", "client_credentials")],
+        &[("authorization", &auth)],
+    );
+    assert_eq!(r.status, 404);
+}
+
+fn refused(config: &str) -> String {
+    match Envoy::try_start_template("token_only.yaml", &[("TOKEN_CONFIG", config)], 1) {
+        Ok(_) => panic!("Envoy accepted a bad configuration: {config}"),
+        Err(log) => log,
+    }
+}
+
+#[test]
+fn bad_configurations_are_refused_with_a_line_naming_the_field() {
+    let good = token_config("");
+    let cases = [
+        (
+            good.replacen("\"realm\"", "\"colour\":\"red\",\"realm\"", 1),
+            "field `colour`",
+        ),
+        (
+            good.replacen("\"buckets\":64", "\"buckets\":\"many\"", 1),
+            "field `store.buckets`",
+        ),
+        (
+            good.replacen("\"buckets\":64", "\"buckets\":0", 1),
+            "field `store.buckets`",
+        ),
+        (
+            good.replacen(
+                "\"scopes\":[\"default\"]}]",
+                "\"scopes\":[\"default\"],\"default_scope\":\"SANDBOX\"}]",
+                1,
+            ),
+            "field `clients[1].default_scope`",
+        ),
+        (
+            good.replacen("$pbkdf2-sha256$", "$plain$", 1),
+            "field `clients[0].secret_hash`",
+        ),
+        (r#"{"users":[]}"#.to_string(), "missing field `clients`"),
+    ];
+    for (config, needle) in cases {
+        let log = refused(&config);
+        let line = log
+            .lines()
+            .find(|l| l.contains("invalid plugin configuration"))
+            .unwrap_or_else(|| panic!("no config error line for {needle}:\n{log}"));
+        assert!(line.contains(needle), "{needle} not in {line}");
+    }
+}
+
+#[test]
+fn stats_count_issuance_by_grant_type_refreshes_and_revocations() {
+    let e = token_only("");
+    let url = format!("{}/token", e.base_url("http"));
+    let auth = basic_auth(C1, S1);
+    let h = [("authorization", auth.as_str())];
+    for _ in 0..3 {
+        assert_eq!(
+            post_form(&url, &[("grant_type", "client_credentials")], &h).status,
+            200
+        );
+    }
+    let t = post_form(
+        &url,
+        &[
+            ("grant_type", "password"),
+            ("username", "admin"),
+            ("password", "admin"),
+        ],
+        &h,
+    )
+    .json();
+    let n = post_form(
+        &url,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", t["refresh_token"].as_str().unwrap()),
+        ],
+        &h,
+    )
+    .json();
+    let r = post_form(
+        &format!("{}/revoke", e.base_url("http")),
+        &[("token", n["refresh_token"].as_str().unwrap())],
+        &h,
+    );
+    assert!(r.header("revokedrefreshtoken").is_some());
+    post_form(
+        &format!("{}/revoke", e.base_url("http")),
+        &[("token", "unknown")],
+        &h,
+    );
+    assert_eq!(
+        e.counter("wasmcustom.oauth2.token.issued.client_credentials"),
+        3
+    );
+    assert_eq!(e.counter("wasmcustom.oauth2.token.issued.password"), 1);
+    assert_eq!(e.counter("wasmcustom.oauth2.token.issued.refresh_token"), 1);
+    assert_eq!(e.counter("wasmcustom.oauth2.revoke.revoked"), 1);
+    assert_eq!(e.counter("wasmcustom.oauth2.revoke.unknown"), 1);
+}
+
+fn concurrently<T: Send + 'static>(
+    n: usize,
+    f: impl Fn(usize) -> T + Send + Sync + 'static,
+) -> Vec<T> {
+    let f = Arc::new(f);
+    let barrier = Arc::new(Barrier::new(n));
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let (f, barrier) = (f.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                f(i)
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| h.join().expect("worker thread"))
+        .collect()
+}
+
+#[test]
+fn concurrent_refreshes_of_one_token_have_exactly_one_winner() {
+    let e = token_only("");
+    let url = format!("{}/token", e.base_url("http"));
+    let auth = basic_auth(C1, S1);
+    let t = post_form(
+        &url,
+        &[
+            ("grant_type", "password"),
+            ("username", "admin"),
+            ("password", "admin"),
+        ],
+        &[("authorization", &auth)],
+    )
+    .json();
+    let refresh = t["refresh_token"].as_str().unwrap().to_string();
+    let results = concurrently(64, move |_| {
+        let r = post_form(
+            &url,
+            &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+            &[("authorization", &auth)],
+        );
+        (r.status, r.json()["error"].as_str().map(String::from))
+    });
+    let wins = results.iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!(wins, 1, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .filter(|(s, _)| *s != 200)
+            .all(|(s, e)| *s == 400 && e.as_deref() == Some("invalid_grant")),
+        "{results:?}"
+    );
+}
+
+#[test]
+fn concurrent_issuance_loses_nothing() {
+    let e = token_only("");
+    let base = e.base_url("http");
+    let auth = basic_auth(C1, S1);
+    // 16 threads x 25 requests, each on its own connection, over both workers;
+    // 64 buckets make CAS conflicts between workers likely.
+    let url = format!("{base}/token");
+    let per_thread = concurrently(16, move |_| {
+        (0..25)
+            .map(|_| {
+                let r = post_form(
+                    &url,
+                    &[("grant_type", "client_credentials")],
+                    &[("authorization", &auth)],
+                );
+                assert_eq!(r.status, 200, "{}", r.body);
+                r.json()["access_token"].as_str().unwrap().to_string()
+            })
+            .collect::<Vec<_>>()
+    });
+    let tokens: Vec<String> = per_thread.into_iter().flatten().collect();
+    let distinct: std::collections::HashSet<&String> = tokens.iter().collect();
+    assert_eq!((tokens.len(), distinct.len()), (400, 400));
+    // Every one is in the store: revoking it finds it (a lost write would answer without headers).
+    let auth = basic_auth(C1, S1);
+    for t in &tokens {
+        let r = post_form(
+            &format!("{base}/revoke"),
+            &[("token", t)],
+            &[("authorization", &auth)],
+        );
+        assert!(r.header("revokedaccesstoken").is_some(), "token lost");
+    }
+}
