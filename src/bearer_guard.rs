@@ -312,6 +312,23 @@ fn bearer_credentials(header: &[u8]) -> Option<String> {
     Some(rest.trim().to_string())
 }
 
+/// `:path` without its `access_token` query parameters (for `hide_credentials`).
+pub fn path_without_query_token(raw: &[u8]) -> Vec<u8> {
+    let cut = raw.iter().position(|b| *b == b'?').unwrap_or(raw.len());
+    let kept: Vec<&[u8]> = raw
+        .get(cut + 1..)
+        .unwrap_or(&[])
+        .split(|b| *b == b'&')
+        .filter(|p| !p.is_empty() && !p.starts_with(b"access_token="))
+        .collect();
+    let mut out = raw[..cut].to_vec();
+    if !kept.is_empty() {
+        out.push(b'?');
+        out.extend_from_slice(&kept.join(&b'&'));
+    }
+    out
+}
+
 fn query_token(query: &[u8]) -> Result<Option<String>, ()> {
     let mut found = None;
     for pair in query.split(|b| *b == b'&') {
@@ -323,4 +340,17 @@ fn query_token(query: &[u8]) -> Result<Option<String>, ()> {
         }
     }
     Ok(found.filter(|t| !t.is_empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_without_query_token as strip;
+
+    #[test]
+    fn strips_only_the_access_token_parameter() {
+        assert_eq!(strip(b"/a?access_token=x"), b"/a");
+        assert_eq!(strip(b"/a?b=1&access_token=x&c=2"), b"/a?b=1&c=2");
+        assert_eq!(strip(b"/a?my_access_token=x"), b"/a?my_access_token=x");
+        assert_eq!(strip(b"/a"), b"/a");
+    }
 }

@@ -130,6 +130,8 @@ pub struct PathsConfig {
     pub token: String,
     #[serde(default = "default_revoke_path")]
     pub revoke: String,
+    #[serde(default = "default_introspect_path")]
+    pub introspect: String,
 }
 
 impl Default for PathsConfig {
@@ -137,9 +139,13 @@ impl Default for PathsConfig {
         PathsConfig {
             token: default_token_path(),
             revoke: default_revoke_path(),
+            introspect: default_introspect_path(),
         }
     }
 }
+
+/// RFC 8414 §3: fixed by the standard.
+pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -153,6 +159,8 @@ struct ClientFile {
     default_scope: String,
     #[serde(default)]
     lifetimes: LifetimeOverrides,
+    #[serde(default)]
+    resource_server: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -167,6 +175,7 @@ struct UserFile {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TokenConfigFile {
+    issuer: Option<String>,
     #[serde(default = "default_realm")]
     realm: String,
     #[serde(default = "default_tenant")]
@@ -202,6 +211,9 @@ fn default_token_path() -> String {
 fn default_revoke_path() -> String {
     "/revoke".into()
 }
+fn default_introspect_path() -> String {
+    "/introspect".into()
+}
 fn default_scope() -> String {
     "default".into()
 }
@@ -225,6 +237,8 @@ pub struct Client {
     pub scopes: Vec<String>,
     pub default_scope: String,
     pub lifetimes: LifetimesConfig,
+    /// May introspect tokens issued to other clients (RFC 7662 §4).
+    pub resource_server: bool,
 }
 
 impl Client {
@@ -243,6 +257,8 @@ pub struct User {
 
 #[derive(Debug, Clone)]
 pub struct TokenConfig {
+    /// RFC 8414 issuer; `None`: derived from each metadata request's scheme and host.
+    pub issuer: Option<String>,
     pub realm: String,
     pub default_tenant: String,
     pub max_body_bytes: usize,
@@ -276,19 +292,38 @@ impl TokenConfig {
                 format!("must be between 1 and {MAX_GRANTS_PER_BUCKET}"),
             ));
         }
-        for (name, p) in [
+        let paths = [
             ("paths.token", &file.paths.token),
             ("paths.revoke", &file.paths.revoke),
-        ] {
-            if !p.starts_with('/') || p.contains('?') || p.contains('#') {
+            ("paths.introspect", &file.paths.introspect),
+        ];
+        for (i, (name, p)) in paths.iter().enumerate() {
+            if !p.starts_with('/')
+                || p.contains('?')
+                || p.contains('#')
+                || p.as_str() == METADATA_PATH
+            {
                 return Err(err(
-                    name,
+                    *name,
                     "must be a path starting with `/`, without query or fragment",
                 ));
             }
+            if paths[..i].iter().any(|(_, q)| q == p) {
+                return Err(err(*name, "must differ from the other endpoint paths"));
+            }
         }
-        if file.paths.token == file.paths.revoke {
-            return Err(err("paths.revoke", "must differ from paths.token"));
+        if let Some(issuer) = &file.issuer {
+            let ok = (issuer.starts_with("https://") || issuer.starts_with("http://"))
+                && !issuer.contains('?')
+                && !issuer.contains('#')
+                && !issuer.ends_with('/');
+            if !ok {
+                return Err(err(
+                    "issuer",
+                    "must be an http(s) URL without query, fragment or trailing `/`",
+                ));
+            }
+            check_header_text("issuer", issuer)?;
         }
         if file.clients.is_empty() {
             return Err(err("clients", "at least one client is required"));
@@ -348,6 +383,7 @@ impl TokenConfig {
                 scopes: c.scopes.clone(),
                 default_scope: scope::join(&defaults),
                 lifetimes,
+                resource_server: c.resource_server,
             });
         }
         let mut users = Vec::new();
@@ -386,6 +422,7 @@ impl TokenConfig {
             });
         }
         Ok(TokenConfig {
+            issuer: file.issuer,
             realm: file.realm,
             default_tenant: file.default_tenant,
             max_body_bytes: file.max_body_bytes,

@@ -159,7 +159,14 @@ fn default_entries() -> usize {
     10_000
 }
 fn default_token_paths() -> Vec<String> {
-    vec!["/token".into(), "/revoke".into()]
+    [
+        "/token",
+        "/revoke",
+        "/introspect",
+        "/.well-known/oauth-authorization-server",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 fn h_client() -> String {
     "x-auth-client-id".into()

@@ -15,6 +15,8 @@ pub mod grant;
 pub mod grant_store;
 pub mod guard_config;
 pub mod host;
+pub mod introspection;
+pub mod metadata;
 pub mod oauth_error;
 pub mod response;
 pub mod scope;

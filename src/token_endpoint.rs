@@ -40,6 +40,8 @@ pub enum Outcome {
     Issued(GrantType),
     Revoked,
     RevokeUnknown,
+    IntrospectedActive,
+    IntrospectedInactive,
     Failed(ErrorCode),
 }
 
@@ -73,7 +75,7 @@ pub fn method_not_allowed() -> Response {
         .to_response()
 }
 
-fn read_form(cfg: &TokenConfig, req: &EndpointRequest) -> Result<Form, OAuthError> {
+pub(crate) fn read_form(cfg: &TokenConfig, req: &EndpointRequest) -> Result<Form, OAuthError> {
     if req.method != "POST" {
         return Err(invalid_request("only POST is allowed here")
             .with_status(405)
@@ -99,7 +101,7 @@ fn read_form(cfg: &TokenConfig, req: &EndpointRequest) -> Result<Form, OAuthErro
     Form::parse(req.body).map_err(repeated)
 }
 
-fn store_error(e: StoreError) -> OAuthError {
+pub(crate) fn store_error(e: StoreError) -> OAuthError {
     match e {
         StoreError::Full => OAuthError::new(
             ErrorCode::TemporarilyUnavailable,
@@ -117,7 +119,7 @@ fn store_error(e: StoreError) -> OAuthError {
     }
 }
 
-fn failed(e: OAuthError, store: TxnReport) -> EndpointResult {
+pub(crate) fn failed(e: OAuthError, store: TxnReport) -> EndpointResult {
     EndpointResult {
         response: e.to_response(),
         outcome: Outcome::Failed(e.code),

@@ -369,7 +369,11 @@ fn identity_headers_reach_the_upstream_and_spoofed_ones_do_not() {
         (token_config(""), guard_config("immediate", 300, "")),
         (
             token_config(""),
-            guard_config("immediate", 300, r#""hide_credentials":true,"#),
+            guard_config(
+                "immediate",
+                300,
+                r#""hide_credentials":true,"allow_query_token":true,"#,
+            ),
         ),
     ]);
     let (gw, hiding) = (&gws[0], &gws[1]);
@@ -460,6 +464,16 @@ fn identity_headers_reach_the_upstream_and_spoofed_ones_do_not() {
         assert_eq!(up["x-auth-user"], "admin@carbon.super", "{up}");
     }
     assert_both_workers(&before, &hiding.worker_connections(), "hide_credentials");
+    // ...nor does a token sent in the query: only that parameter is removed.
+    let r = get(
+        &format!(
+            "{}/api/echo?x=1&access_token={hidden}&y=2",
+            hiding.e.base_url("http")
+        ),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()[":path"], "/api/echo?x=1&y=2");
 }
 
 // ---------------------------------------------------------------------------------------

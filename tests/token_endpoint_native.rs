@@ -34,6 +34,7 @@ fn config() -> String {
             {{ "client_id": "{C2}", "secret_hash": "{}", "grant_types": ["client_credentials"],
                "scopes": ["default"], "lifetimes": {{ "application_access_token": 60 }} }}
           ],
+          "issuer": "https://auth.example",
           "users": [ {{ "username": "admin", "password_hash": "{}", "scopes": ["default","PRODUCTION"] }} ] }}"#,
         h(S1),
         h(S2),
@@ -71,10 +72,12 @@ impl World {
             authorization: auth,
             body: body.as_bytes(),
         };
-        let r = if path == "/token" {
-            handle_token(&self.cfg, &mut env, &req)
-        } else {
-            handle_revoke(&self.cfg, &mut env, &req)
+        let r = match path {
+            "/token" => handle_token(&self.cfg, &mut env, &req),
+            "/introspect" => {
+                envoy_oauth2::introspection::handle_introspect(&self.cfg, &mut env, &req)
+            }
+            _ => handle_revoke(&self.cfg, &mut env, &req),
         };
         r.response
     }
@@ -467,4 +470,162 @@ fn secrets_are_verified_slowly_once_per_credential() {
         "grant_type=password&username=admin&password=admin",
     );
     assert_eq!(w.creds.len(), 2);
+}
+
+#[test]
+fn introspection_shows_own_tokens_and_hides_the_rest() {
+    let mut w = World::new();
+    let t = json(&w.token(
+        Some(&basic(C1, S1)),
+        "grant_type=password&username=admin&password=admin&scope=PRODUCTION",
+    ));
+    let at = t["access_token"].as_str().unwrap().to_string();
+    let rt = t["refresh_token"].as_str().unwrap().to_string();
+    let r = w.call(
+        "/introspect",
+        "POST",
+        FORM,
+        Some(&basic(C1, S1)),
+        &format!("token={at}&token_type_hint=refresh_token"),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header_value("cache-control"), Some("no-store"));
+    let v = json(&r);
+    assert_eq!(v["active"], true);
+    assert_eq!(v["scope"], "PRODUCTION");
+    assert_eq!(v["client_id"], C1);
+    assert_eq!(v["username"], "admin@carbon.super");
+    assert_eq!(v["sub"], "admin@carbon.super");
+    assert_eq!(v["token_type"], "Bearer");
+    assert_eq!(v["iat"], 1_700_000_000u64);
+    assert_eq!(v["exp"], 1_700_000_000u64 + 3600);
+    let v = json(&w.call(
+        "/introspect",
+        "POST",
+        FORM,
+        Some(&basic(C1, S1)),
+        &format!("token={rt}"),
+    ));
+    assert_eq!(
+        (
+            v["active"].as_bool(),
+            v["token_type"].as_str(),
+            v["exp"].as_u64()
+        ),
+        (
+            Some(true),
+            Some("refresh_token"),
+            Some(1_700_000_000 + 86400)
+        )
+    );
+    // Another (non resource-server) client sees exactly {"active":false}.
+    let r = w.call(
+        "/introspect",
+        "POST",
+        FORM,
+        Some(&basic(C2, S2)),
+        &format!("token={at}"),
+    );
+    assert_eq!(String::from_utf8_lossy(&r.body), r#"{"active":false}"#);
+    let r = w.call(
+        "/introspect",
+        "POST",
+        FORM,
+        Some(&basic(C1, S1)),
+        "token=garbage",
+    );
+    assert_eq!(String::from_utf8_lossy(&r.body), r#"{"active":false}"#);
+    // Revoked: inactive.
+    w.revoke(Some(&basic(C1, S1)), &format!("token={at}"));
+    let r = w.call(
+        "/introspect",
+        "POST",
+        FORM,
+        Some(&basic(C1, S1)),
+        &format!("token={at}"),
+    );
+    assert_eq!(String::from_utf8_lossy(&r.body), r#"{"active":false}"#);
+    // Errors as at /token.
+    assert_error(
+        &w.call("/introspect", "POST", FORM, Some(&basic(C1, S1)), ""),
+        400,
+        "invalid_request",
+    );
+    assert_error(
+        &w.call(
+            "/introspect",
+            "POST",
+            FORM,
+            Some(&basic(C1, "x")),
+            "token=a",
+        ),
+        401,
+        "invalid_client",
+    );
+}
+
+#[test]
+fn a_resource_server_client_introspects_every_clients_tokens() {
+    let h = hash_secret(b"rs-secret", b"0123456789abcdef", 10_000);
+    let cfg = config().replacen(
+        r#""clients": ["#,
+        &format!(r#""clients": [ {{ "client_id": "rs", "secret_hash": "{h}", "grant_types": ["client_credentials"], "scopes": ["default"], "resource_server": true }},"#),
+        1,
+    );
+    let mut w = World::new();
+    w.cfg = TokenConfig::parse(cfg.as_bytes()).unwrap();
+    let t = json(&w.token(Some(&basic(C2, S2)), "grant_type=client_credentials"));
+    let v = json(&w.call(
+        "/introspect",
+        "POST",
+        FORM,
+        Some(&basic("rs", "rs-secret")),
+        &format!("token={}", t["access_token"].as_str().unwrap()),
+    ));
+    assert_eq!(
+        (
+            v["active"].as_bool(),
+            v["client_id"].as_str(),
+            v["sub"].as_str()
+        ),
+        (Some(true), Some(C2), Some(C2))
+    );
+    assert!(v.get("username").is_none());
+}
+
+#[test]
+fn metadata_is_derived_from_the_configuration() {
+    let w = World::new();
+    let r = envoy_oauth2::metadata::metadata(&w.cfg, "http", "ignored:1");
+    let v = json(&r);
+    assert_eq!(v["issuer"], "https://auth.example");
+    assert_eq!(v["token_endpoint"], "https://auth.example/token");
+    assert_eq!(v["revocation_endpoint"], "https://auth.example/revoke");
+    assert_eq!(
+        v["introspection_endpoint"],
+        "https://auth.example/introspect"
+    );
+    assert_eq!(
+        v["grant_types_supported"],
+        serde_json::json!(["client_credentials", "password", "refresh_token"])
+    );
+    assert_eq!(
+        v["scopes_supported"],
+        serde_json::json!(["default", "PRODUCTION", "SANDBOX"])
+    );
+    assert_eq!(
+        v["token_endpoint_auth_methods_supported"],
+        serde_json::json!(["client_secret_basic", "client_secret_post"])
+    );
+    // Without a configured issuer: the request's scheme and host, sanitized.
+    let mut cfg = w.cfg.clone();
+    cfg.issuer = None;
+    cfg.paths.token = "/oauth2/token".into();
+    let v = json(&envoy_oauth2::metadata::metadata(
+        &cfg,
+        "https",
+        "gw.example:8443\"><",
+    ));
+    assert_eq!(v["issuer"], "https://gw.example:8443");
+    assert_eq!(v["token_endpoint"], "https://gw.example:8443/oauth2/token");
 }

@@ -483,3 +483,66 @@ fn concurrent_issuance_loses_nothing() {
         assert!(r.header("revokedaccesstoken").is_some(), "token lost");
     }
 }
+
+#[test]
+fn introspection_and_metadata_through_envoy() {
+    let e = token_only(r#","paths":{"introspect":"/oauth2/introspect"}"#);
+    let base = e.base_url("http");
+    let auth = basic_auth(C1, S1);
+    let t = post_form(
+        &format!("{base}/token"),
+        &[("grant_type", "client_credentials"), ("scope", "SANDBOX")],
+        &[("authorization", &auth)],
+    )
+    .json();
+    let at = t["access_token"].as_str().unwrap();
+    let r = post_form(
+        &format!("{base}/oauth2/introspect"),
+        &[("token", at)],
+        &[("authorization", &auth)],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(
+        (
+            v["active"].as_bool(),
+            v["scope"].as_str(),
+            v["client_id"].as_str(),
+            v["token_type"].as_str()
+        ),
+        (Some(true), Some("SANDBOX"), Some(C1), Some("Bearer"))
+    );
+    let r = post_form(
+        &format!("{base}/oauth2/introspect"),
+        &[("token", at)],
+        &[("authorization", &basic_auth(C2, S2))],
+    );
+    assert_eq!(r.body, r#"{"active":false}"#);
+    assert_eq!(e.counter("wasmcustom.oauth2.introspect.active"), 1);
+    assert_eq!(e.counter("wasmcustom.oauth2.introspect.inactive"), 1);
+    // Metadata follows the live configuration, including the changed path.
+    let r = get(
+        &format!("{base}/.well-known/oauth-authorization-server"),
+        &[],
+    );
+    assert_eq!(r.status, 200);
+    let m = r.json();
+    let issuer = format!("http://127.0.0.1:{}", e.port("http"));
+    assert_eq!(m["issuer"], issuer.as_str());
+    assert_eq!(
+        m["introspection_endpoint"],
+        format!("{issuer}/oauth2/introspect").as_str()
+    );
+    assert_eq!(m["token_endpoint"], format!("{issuer}/token").as_str());
+    assert_eq!(
+        m["grant_types_supported"],
+        serde_json::json!(["client_credentials", "password", "refresh_token"])
+    );
+    let r = request(
+        "POST",
+        &format!("{base}/.well-known/oauth-authorization-server"),
+        &[],
+        Some(b""),
+    );
+    assert_eq!(r.status, 405);
+}

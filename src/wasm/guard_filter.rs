@@ -9,7 +9,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use super::host::{self, HostClock, SharedDataKv};
-use crate::bearer_guard::{CacheUse, Guard, GuardRequest, Verdict};
+use crate::bearer_guard::{path_without_query_token, CacheUse, Guard, GuardRequest, Verdict};
 use crate::config::ConfigError;
 use crate::guard_config::GuardConfig;
 use crate::host::Clock;
@@ -68,11 +68,13 @@ impl HttpContext for GuardHttp {
                             &names.expires,
                             Some(id.expires_header.as_bytes()),
                         );
-                        if guard.cfg.hide_credentials
-                            && authorization.is_some()
-                            && !decision.token_in_query
-                        {
-                            host::set_request_header("authorization", None);
+                        if guard.cfg.hide_credentials {
+                            if decision.token_in_query {
+                                let stripped = path_without_query_token(&path);
+                                host::set_request_header(":path", Some(&stripped));
+                            } else {
+                                host::set_request_header("authorization", None);
+                            }
                         }
                         host::count("oauth2.guard.allowed", 1);
                     }

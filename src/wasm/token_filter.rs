@@ -8,10 +8,13 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use super::host::{self, HostClock, SharedDataKv};
-use crate::config::{ConfigError, TokenConfig};
+use crate::config::{ConfigError, TokenConfig, METADATA_PATH};
 use crate::credential_cache::CredentialCache;
 use crate::grant_store::{GrantStore, TxnReport};
 use crate::host::{HostRandomness, Randomness};
+use crate::introspection::handle_introspect;
+use crate::metadata::metadata;
+use crate::response::Response;
 use crate::token_endpoint::{
     handle_revoke, handle_token, method_not_allowed, payload_too_large, EndpointRequest,
     EndpointResult, Outcome, ServiceEnv,
@@ -54,6 +57,7 @@ pub fn configure(bytes: &[u8]) -> Result<Rc<TokenShared>, ConfigError> {
 enum Endpoint {
     Token,
     Revoke,
+    Introspect,
 }
 
 pub struct TokenHttp {
@@ -104,6 +108,7 @@ impl TokenHttp {
         let result = match endpoint {
             Endpoint::Token => handle_token(&shared.cfg, &mut env, &req),
             Endpoint::Revoke => handle_revoke(&shared.cfg, &mut env, &req),
+            Endpoint::Introspect => handle_introspect(&shared.cfg, &mut env, &req),
         };
         drop(credentials);
         record(&result);
@@ -120,6 +125,8 @@ fn record(result: &EndpointResult) {
         Outcome::Issued(g) => host::count(&format!("oauth2.token.issued.{}", g.as_str()), 1),
         Outcome::Revoked => host::count("oauth2.revoke.revoked", 1),
         Outcome::RevokeUnknown => host::count("oauth2.revoke.unknown", 1),
+        Outcome::IntrospectedActive => host::count("oauth2.introspect.active", 1),
+        Outcome::IntrospectedInactive => host::count("oauth2.introspect.inactive", 1),
         Outcome::Failed(code) => host::count(&format!("oauth2.token.error.{}", code.as_str()), 1),
     }
     record_store(&result.store);
@@ -130,6 +137,20 @@ pub fn record_store(r: &TxnReport) {
     host::count("oauth2.store.corrupt_values", r.corrupt_values as u64);
     host::count("oauth2.store.reclaimed", r.reclaimed as u64);
     host::count("oauth2.store.full", r.full as u64);
+}
+
+impl TokenHttp {
+    fn serve_metadata(&mut self) -> Action {
+        let r = match host::request_header(":method").as_deref() {
+            Some(b"GET") | Some(b"HEAD") => {
+                let scheme = host::request_header_str(":scheme").unwrap_or_default();
+                let authority = host::request_header_str(":authority").unwrap_or_default();
+                metadata(&self.shared.cfg, &scheme, &authority)
+            }
+            _ => Response::new(405).header("allow", "GET, HEAD"),
+        };
+        self.answer(r.status, &r.headers, &r.body)
+    }
 }
 
 impl Context for TokenHttp {}
@@ -143,6 +164,10 @@ impl HttpContext for TokenHttp {
             Some(Endpoint::Token)
         } else if path == paths.revoke.as_bytes() {
             Some(Endpoint::Revoke)
+        } else if path == paths.introspect.as_bytes() {
+            Some(Endpoint::Introspect)
+        } else if path == METADATA_PATH.as_bytes() {
+            return self.serve_metadata();
         } else {
             None
         };

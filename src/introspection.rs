@@ -1,0 +1,92 @@
+//! `POST /introspect` (RFC 7662). A client sees its own tokens; a client with
+//! `resource_server: true` sees every client's. Anything else, including
+//! another client's token, is exactly `{"active":false}`.
+
+use serde::Serialize;
+
+use crate::client_auth::{authenticate, repeated};
+use crate::config::TokenConfig;
+use crate::grant_store::GrantStore;
+use crate::oauth_error::{invalid_request, OAuthError};
+use crate::response::Response;
+use crate::token::{self, TokenKind};
+use crate::token_endpoint::{
+    failed, read_form, EndpointRequest, EndpointResult, Outcome, ServiceEnv,
+};
+
+#[derive(Serialize)]
+struct Active<'a> {
+    active: bool,
+    scope: &'a str,
+    client_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<&'a str>,
+    token_type: &'static str,
+    exp: u64,
+    iat: u64,
+    sub: &'a str,
+}
+
+const INACTIVE: &str = r#"{"active":false}"#;
+
+pub fn handle_introspect(
+    cfg: &TokenConfig,
+    env: &mut ServiceEnv,
+    req: &EndpointRequest,
+) -> EndpointResult {
+    let mut store = GrantStore::new(env.kv, env.rng, cfg.store);
+    match introspect(cfg, env, &mut store, req) {
+        Ok((body, outcome)) => EndpointResult {
+            response: Response::json(200, body).no_store(),
+            outcome,
+            store: store.report,
+        },
+        Err(e) => failed(e, store.report),
+    }
+}
+
+fn introspect(
+    cfg: &TokenConfig,
+    env: &mut ServiceEnv,
+    store: &mut GrantStore,
+    req: &EndpointRequest,
+) -> Result<(String, Outcome), OAuthError> {
+    let form = read_form(cfg, req)?;
+    let caller = authenticate(cfg, &form, req.authorization, env.credentials)?;
+    let Some(presented) = form.one("token").map_err(repeated)? else {
+        return Err(invalid_request("token is required"));
+    };
+    // As at /revoke, the hint never changes the answer.
+    let _ = form.one("token_type_hint").map_err(repeated)?;
+    let inactive = || Ok((INACTIVE.to_string(), Outcome::IntrospectedInactive));
+    let Some(parsed) = token::parse(presented) else {
+        return inactive();
+    };
+    let Some(grant) = store.lookup(&parsed, env.clock.now_secs()) else {
+        return inactive();
+    };
+    if grant.client_id != caller.client_id && !caller.resource_server {
+        return inactive();
+    }
+    let (token_type, exp) = match parsed.kind {
+        TokenKind::Access => ("Bearer", grant.access_expires_at),
+        TokenKind::Refresh => (
+            "refresh_token",
+            grant.refresh.as_ref().map_or(0, |r| r.expires_at),
+        ),
+    };
+    let body = Active {
+        active: true,
+        scope: &grant.scope,
+        client_id: &grant.client_id,
+        username: grant.user.as_deref(),
+        token_type,
+        exp,
+        iat: grant.issued_at,
+        sub: grant.user.as_deref().unwrap_or(&grant.client_id),
+    };
+    Ok((
+        serde_json::to_string(&body).unwrap_or_else(|_| INACTIVE.to_string()),
+        Outcome::IntrospectedActive,
+    ))
+}

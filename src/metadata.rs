@@ -1,0 +1,72 @@
+//! `GET /.well-known/oauth-authorization-server` (RFC 8414), derived from the
+//! live configuration: what a client may discover is what this filter serves.
+
+use serde_json::json;
+
+use crate::config::{GrantType, TokenConfig};
+use crate::response::Response;
+
+/// `scheme` and `host` of the request name the issuer when none is configured.
+pub fn metadata(cfg: &TokenConfig, scheme: &str, host: &str) -> Response {
+    let issuer = match &cfg.issuer {
+        Some(i) => i.clone(),
+        None => format!(
+            "{}://{}",
+            if scheme == "https" { "https" } else { "http" },
+            sanitize_host(host)
+        ),
+    };
+    let mut grants: Vec<&str> = Vec::new();
+    let mut scopes: Vec<&str> = Vec::new();
+    for c in &cfg.clients {
+        for g in &c.grant_types {
+            if !grants.contains(&g.as_str()) {
+                grants.push(g.as_str());
+            }
+        }
+        for s in &c.scopes {
+            if !scopes.contains(&s.as_str()) {
+                scopes.push(s);
+            }
+        }
+    }
+    let order = |g: &&str| {
+        [
+            GrantType::ClientCredentials,
+            GrantType::Password,
+            GrantType::RefreshToken,
+        ]
+        .iter()
+        .position(|x| x.as_str() == *g)
+    };
+    grants.sort_by_key(order);
+    let auth_methods = ["client_secret_basic", "client_secret_post"];
+    let body = json!({
+        "issuer": issuer,
+        "token_endpoint": format!("{issuer}{}", cfg.paths.token),
+        "revocation_endpoint": format!("{issuer}{}", cfg.paths.revoke),
+        "introspection_endpoint": format!("{issuer}{}", cfg.paths.introspect),
+        "grant_types_supported": grants,
+        // No authorization endpoint is served, so no response type is.
+        "response_types_supported": [],
+        "scopes_supported": scopes,
+        "token_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint_auth_methods_supported": auth_methods,
+        "introspection_endpoint_auth_methods_supported": auth_methods,
+    });
+    Response::json(200, body.to_string()).header("cache-control", "max-age=60")
+}
+
+/// A Host header is client input: keep only what a host[:port] can contain.
+fn sanitize_host(host: &str) -> String {
+    let h: String = host
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        .take(255)
+        .collect();
+    if h.is_empty() {
+        "localhost".into()
+    } else {
+        h
+    }
+}
