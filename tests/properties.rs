@@ -489,6 +489,23 @@ fn str_max_bytes(max: usize) -> impl Strategy<Value = String> {
     })
 }
 
+/// A grant read back from a minimal stored record (`version 1`, no optional parts), used
+/// as the base of generated grants with `..base`: fields added to `Grant` later keep
+/// their "absent" value without this file having to name them.
+fn base_grant() -> Grant {
+    let mut rec = vec![1u8, 0, 1]; // version, count = 1
+    rec.extend_from_slice(&[0u8; GRANT_ID_BYTES]); // id
+    rec.push(0); // flags: none
+    rec.extend_from_slice(&[0u8; 8 + 8 + 16]); // issued_at, access_exp, access_hash
+    rec.push(0); // client: empty
+    rec.extend_from_slice(&[0, 0]); // scope: empty
+    Bucket::decode(&rec)
+        .expect("a minimal version-1 record decodes")
+        .grants
+        .remove(0)
+}
+
+#[allow(clippy::needless_update)] // `..base_grant()` covers fields added to `Grant` later
 fn grant_strategy() -> impl Strategy<Value = Grant> {
     (
         any::<[u8; GRANT_ID_BYTES]>(),
@@ -514,19 +531,18 @@ fn grant_strategy() -> impl Strategy<Value = Grant> {
                 refresh,
                 previous_refresh,
                 revoked,
-            )| {
-                Grant {
-                    id,
-                    client_id,
-                    user,
-                    scope,
-                    issued_at,
-                    access_hash,
-                    access_expires_at,
-                    refresh: refresh.map(|(hash, expires_at)| RefreshState { hash, expires_at }),
-                    previous_refresh,
-                    revoked,
-                }
+            )| Grant {
+                id,
+                client_id,
+                user,
+                scope,
+                issued_at,
+                access_hash,
+                access_expires_at,
+                refresh: refresh.map(|(hash, expires_at)| RefreshState { hash, expires_at }),
+                previous_refresh,
+                revoked,
+                ..base_grant()
             },
         )
 }
