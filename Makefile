@@ -9,7 +9,7 @@ VENV        := .venv
 ENVOY       := $(VENV)/bin/envoy
 TLS_DIR     := .run/tls
 
-.PHONY: setup build run test hash-secret fmt clean
+.PHONY: setup build run test hash-secret fmt clean bench
 
 setup:
 	@set -e; missing=""; \
@@ -44,6 +44,12 @@ run: setup build
 
 test: setup build
 	cargo test --release
+
+# Side-by-side benchmark (bench/run.py; about 10 minutes on 2 cores). Quick smoke run:
+# BENCH_SECONDS=1 BENCH_ROUNDS=1 make bench
+bench: setup build
+	cargo build --release --target $(WASM_TARGET) --manifest-path bench/noop-filter/Cargo.toml
+	python3 bench/run.py
 
 hash-secret:
 	@cargo run --release --quiet --bin hash-secret

@@ -1,0 +1,1098 @@
+#!/usr/bin/env python3
+"""`make bench`: the guard and the token endpoint side by side with Envoy's
+native filters and a standalone OAuth2 server, in one run.
+
+Method
+- One Envoy per measured run, `--concurrency 1`, pinned to core 0; the load
+  generator `wrk` (-t1) pinned to core 1. Every route answers with a
+  direct_response: no upstream.
+- ROUNDS interleaved rounds (A B C ..., A B C ...). Each run: start Envoy, check
+  the variant really authenticates (fail loudly otherwise), warm up WARMUP s,
+  measure SECONDS s, stop Envoy. Every response must have the expected status
+  (counted in wrk's Lua response() callback), or the run fails.
+- Per run: requests/s, p50/p99 latency (wrk), Envoy CPU microseconds per
+  request (utime+stime of /proc/<pid>/stat around the measured run), wrk CPU,
+  CPU used by anything else on the machine. Per variant: medians over rounds,
+  and the ratio to `none` taken round by round, then the median.
+
+Environment: BENCH_SECONDS (5), BENCH_WARMUP (1), BENCH_ROUNDS (3),
+BENCH_CONNECTIONS (16), BENCH_VARIANTS (comma list; default all),
+BENCH_OUT (bench/results; latest.json, latest.svg, latest.md),
+ENVOY_BIN (.venv/bin/envoy), BENCH_SKIP_PEER=1 (no oidc-provider).
+
+Python 3.11 standard library only. It installs `wrk` with apt-get and the peer
+server's npm packages (bench/peer) when they are missing.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import platform
+import re
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+TEMPLATES = BENCH / "templates"
+RUN_DIR = BENCH / ".run"
+PEER_DIR = BENCH / "peer"
+WRK_SCRIPT = BENCH / "wrk" / "bench.lua"
+MAIN_WASM = ROOT / "target/wasm32-wasip1/release/envoy_oauth2.wasm"
+NOOP_WASM = BENCH / "noop-filter/target/wasm32-wasip1/release/bench_noop_filter.wasm"
+
+SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
+WARMUP = float(os.environ.get("BENCH_WARMUP", "1"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
+SEEDS = CONNECTIONS + 4   # refresh tokens per wrk run
+OUT_DIR = Path(os.environ.get("BENCH_OUT", str(BENCH / "results")))
+ENVOY_BIN = Path(os.environ.get("ENVOY_BIN", str(ROOT / ".venv/bin/envoy")))
+SKIP_PEER = os.environ.get("BENCH_SKIP_PEER", "") not in ("", "0")
+ENVOY_CORE, LOAD_CORE = "0", "1"
+HASH_ITERATIONS = 10000
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# Demo credentials of the bench (plain values only here; Envoy gets PBKDF2 hashes).
+CLIENT_ID, CLIENT_SECRET = "bench-client", "bench-client-secret"
+USERNAME, PASSWORD = "bench-user", "bench-user-password"
+PEER_CLIENT_ID, PEER_CLIENT_SECRET = "bench-peer-client", "bench-peer-secret"
+JWT_ISSUER, JWT_AUDIENCE = "https://issuer.bench.local", "bench-api"
+API_PATH = "/api/resource"
+
+
+class BenchError(Exception):
+    pass
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# ---------------------------------------------------------------------------------
+# Processes: every process started here is tracked and stopped by its pid.
+# ---------------------------------------------------------------------------------
+
+STARTED: list[subprocess.Popen] = []
+
+
+def spawn(args: list[str], logfile: Path, cwd: Path | None = None) -> subprocess.Popen:
+    fh = open(logfile, "wb")
+    p = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                         cwd=cwd, start_new_session=True)
+    fh.close()
+    STARTED.append(p)
+    return p
+
+
+def stop(p: subprocess.Popen, timeout: float = 5.0) -> None:
+    if p.poll() is None:
+        try:
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=timeout)
+        except ProcessLookupError:
+            pass
+
+
+def stop_all() -> None:
+    for p in STARTED:
+        stop(p)
+
+
+def _on_signal(signum, _frame):
+    stop_all()
+    sys.stderr.write(f"\nbench: interrupted by signal {signum}; stopped every process it started\n")
+    sys.exit(128 + signum)
+
+
+atexit.register(stop_all)
+signal.signal(signal.SIGTERM, _on_signal)
+signal.signal(signal.SIGINT, _on_signal)
+
+
+def run_checked(args: list[str], **kw) -> subprocess.CompletedProcess:
+    r = subprocess.run(args, capture_output=True, text=True, **kw)
+    if r.returncode != 0:
+        raise BenchError(f"command failed ({r.returncode}): {' '.join(args)}\n{r.stdout}{r.stderr}")
+    return r
+
+
+# ---------------------------------------------------------------------------------
+# Setup
+# ---------------------------------------------------------------------------------
+
+def ensure_wrk() -> str:
+    if shutil.which("wrk") is None:
+        log("setup: installing wrk (apt-get)")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+        run_checked(["apt-get", "-o", "DPkg::Lock::Timeout=300", "install", "-y", "-qq", "wrk"], env=env)
+    r = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
+    return (r.stdout + r.stderr).splitlines()[0].strip()
+
+
+def ensure_peer() -> tuple[str | None, str | None]:
+    """(versions, None) when oidc-provider is ready, else (None, why not)."""
+    if SKIP_PEER:
+        return None, "skipped (BENCH_SKIP_PEER=1)"
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        log("setup: installing nodejs and npm (apt-get)")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+        r = subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=300", "install", "-y", "-qq", "nodejs", "npm"],
+                           capture_output=True, text=True, env=env)
+        if r.returncode != 0:
+            return None, f"node/npm could not be installed with apt-get: {r.stderr.strip()[-300:]}"
+    pkg = PEER_DIR / "node_modules/oidc-provider/package.json"
+    lock = PEER_DIR / "package-lock.json"
+    if not pkg.exists() or lock.stat().st_mtime > pkg.stat().st_mtime:
+        log("setup: npm ci (bench/peer: oidc-provider)")
+        r = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                           cwd=PEER_DIR, capture_output=True, text=True)
+        if r.returncode != 0 or not pkg.exists():
+            return None, f"`npm ci` in bench/peer failed: {(r.stdout + r.stderr).strip()[-500:]}"
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    ver = json.loads(pkg.read_text())["version"]
+    return f"oidc-provider {ver} on node {node}", None
+
+
+def hash_secret(secret: str) -> str:
+    args = ["--iterations", str(HASH_ITERATIONS)]
+    r = subprocess.run(["cargo", "run", "--release", "--quiet", "--bin", "hash-secret", "--", *args],
+                       input=secret + "\n", cwd=ROOT, capture_output=True, text=True)
+    if r.returncode != 0:
+        built = ROOT / "target/release/hash-secret"
+        if not built.exists():
+            raise BenchError(f"`cargo run --bin hash-secret` failed:\n{r.stderr[-2000:]}")
+        log(f"warning: `cargo run --bin hash-secret` failed (does the tree compile?); using {built}")
+        r = run_checked([str(built), *args], input=secret + "\n")
+    h = r.stdout.strip().splitlines()[-1]
+    if not h.startswith("$pbkdf2-sha256$"):
+        raise BenchError(f"hash-secret printed {h!r}")
+    return h
+
+
+def b64url(b: bytes) -> str:
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def jwt_claims() -> dict:
+    now = int(time.time())
+    return {"iss": JWT_ISSUER, "sub": "bench-user", "aud": JWT_AUDIENCE,
+            "iat": now, "exp": now + 7 * 86400, "scope": "default"}
+
+
+def jwt_hs256() -> tuple[str, str]:
+    """(JWKS, token): HS256 with the standard library."""
+    key = secrets.token_bytes(32)
+    jwks = {"keys": [{"kty": "oct", "kid": "bench-hs", "alg": "HS256", "k": b64url(key)}]}
+    head = b64url(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "bench-hs"}).encode())
+    body = b64url(json.dumps(jwt_claims()).encode())
+    sig = hmac.new(key, f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return json.dumps(jwks, separators=(",", ":")), f"{head}.{body}.{b64url(sig)}"
+
+
+def _der_ints(der: bytes) -> list[int]:
+    """The INTEGERs of a DER SEQUENCE (an ECDSA signature)."""
+    assert der[0] == 0x30
+    i = 2 if der[1] < 0x80 else 2 + (der[1] & 0x7F)
+    out = []
+    while i < len(der):
+        assert der[i] == 0x02
+        n = der[i + 1]
+        out.append(int.from_bytes(der[i + 2:i + 2 + n], "big"))
+        i += 2 + n
+    return out
+
+
+def jwt_es256() -> tuple[str, str]:
+    """(JWKS, token): ES256 with the openssl CLI (P-256 key, DER signature -> r||s)."""
+    d = RUN_DIR / "keys"
+    d.mkdir(parents=True, exist_ok=True)
+    key = d / "es256.pem"
+    run_checked(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key)])
+    spki = subprocess.run(["openssl", "ec", "-in", str(key), "-pubout", "-outform", "DER"],
+                          capture_output=True, check=True).stdout
+    point = spki[-65:]
+    if point[0] != 4:
+        raise BenchError("unexpected EC public key encoding from openssl")
+    jwks = {"keys": [{"kty": "EC", "crv": "P-256", "kid": "bench-es", "alg": "ES256",
+                      "x": b64url(point[1:33]), "y": b64url(point[33:])}]}
+    head = b64url(json.dumps({"alg": "ES256", "typ": "JWT", "kid": "bench-es"}).encode())
+    body = b64url(json.dumps(jwt_claims()).encode())
+    der = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(key)],
+                         input=f"{head}.{body}".encode(), capture_output=True, check=True).stdout
+    r, s = _der_ints(der)
+    sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    return json.dumps(jwks, separators=(",", ":")), f"{head}.{body}.{b64url(sig)}"
+
+
+def tamper(token: str) -> str:
+    """Same shape, one character of the signature / secret part changed."""
+    i = len(token) - 5
+    return token[:i] + ("A" if token[i] != "A" else "B") + token[i + 1:]
+
+
+# ---------------------------------------------------------------------------------
+# Templates
+# ---------------------------------------------------------------------------------
+
+def template(name: str) -> str:
+    text = (TEMPLATES / name).read_text()
+    # Drop the leading comment block of snippets (kept in the files for readers).
+    lines = text.splitlines()
+    while lines and lines[0].startswith("#"):
+        lines.pop(0)
+    return "\n".join(lines) + "\n"
+
+
+def fill(text: str, key: str, value: str) -> str:
+    """Replaces {{KEY}}; lines 2.. of a multi-line value get the placeholder's indent."""
+    ph = "{{" + key + "}}"
+    out = []
+    rest = text
+    while (pos := rest.find(ph)) >= 0:
+        before = rest[:pos]
+        out.append(before)
+        line_start = "".join(out).rfind("\n") + 1
+        prefix = "".join(out)[line_start:]
+        indent = prefix if prefix.strip(" ") == "" else ""
+        lines = value.rstrip("\n").split("\n")
+        out.append(lines[0])
+        for ln in lines[1:]:
+            out.append("\n" + (indent + ln if ln else ""))
+        rest = rest[pos + len(ph):]
+    out.append(rest)
+    return "".join(out)
+
+
+def fill_all(text: str, **kv: str) -> str:
+    for k, v in kv.items():
+        text = fill(text, k, v)
+    left = re.findall(r"\{\{[A-Z0-9_]+\}\}", text)
+    if left:
+        raise BenchError(f"unfilled placeholders: {left}")
+    return text
+
+
+# ---------------------------------------------------------------------------------
+# HTTP (checks and token issuance; plain http.client, one connection per request)
+# ---------------------------------------------------------------------------------
+
+@dataclass
+class Resp:
+    status: int
+    body: str
+
+
+def req(port: int, method: str, path: str, headers: dict | None = None,
+         body: str | None = None) -> Resp:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        return Resp(r.status, r.read().decode("utf-8", "replace"))
+    finally:
+        c.close()
+
+
+def basic(cid: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{cid}:{secret}".encode()).decode()
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def post_token(port: int, body: str, cid: str = CLIENT_ID, secret: str | None = CLIENT_SECRET) -> Resp:
+    h = dict(FORM)
+    if secret is not None:
+        h["Authorization"] = basic(cid, secret)
+    return req(port, "POST", "/token", h, body)
+
+
+def token_field(r: Resp, name: str) -> str:
+    try:
+        v = json.loads(r.body)[name]
+    except (ValueError, KeyError, TypeError):
+        raise BenchError(f"no `{name}` in the token response: {r.status} {r.body[:300]}")
+    return v
+
+
+# ---------------------------------------------------------------------------------
+# Variants
+# ---------------------------------------------------------------------------------
+
+@dataclass
+class Target:
+    port: int
+    admin: int | None
+    ctx: dict = field(default_factory=dict)
+
+
+@dataclass
+class Variant:
+    name: str
+    group: str                       # baseline, wasm, jwt, guard, token, peer
+    what: str
+    expect: int
+    method: str = "GET"
+    path: str = API_PATH
+    filters: Callable[[], str] | None = None        # HTTP_FILTERS for the bench listener
+    extra: Callable[[], str] | None = None          # EXTRA_LISTENERS
+    headers: Callable[[Target], dict] = lambda t: {}
+    body: Callable[[Target], str | None] = lambda t: None
+    refresh: bool = False
+    prepare: Callable[[Target], None] = lambda t: None
+    checks: Callable[[Target], list[tuple[str, Resp, int]]] = lambda t: []
+    post_check: Callable[[Target, int, dict], str | None] | None = None
+    peer: bool = False
+
+
+class Material:
+    """Keys, tokens and hashed credentials shared by all runs."""
+
+    def __init__(self) -> None:
+        self.hs_jwks, self.hs_token = jwt_hs256()
+        self.es_jwks, self.es_token = jwt_es256()
+        log(f"setup: hashing the bench credentials (PBKDF2-SHA256, {HASH_ITERATIONS} iterations)")
+        self.client_hash = hash_secret(CLIENT_SECRET)
+        self.user_hash = hash_secret(PASSWORD)
+        self.main_wasm = RUN_DIR / "envoy_oauth2.wasm"
+        self.noop_wasm = RUN_DIR / "bench_noop_filter.wasm"
+        # Snapshots: a rebuild during the bench must not change what is measured.
+        for src, dst in ((MAIN_WASM, self.main_wasm), (NOOP_WASM, self.noop_wasm)):
+            if not src.exists():
+                raise BenchError(f"{src} not found: `make bench` builds it")
+            shutil.copyfile(src, dst)
+
+    def token_config(self) -> str:
+        return json.dumps({
+            "realm": "bench",
+            "clients": [{"client_id": CLIENT_ID, "secret_hash": self.client_hash,
+                         "grant_types": ["client_credentials", "password", "refresh_token"],
+                         "scopes": ["default"], "default_scope": "default"}],
+            "users": [{"username": USERNAME, "password_hash": self.user_hash, "scopes": ["default"]}],
+        }, indent=2)
+
+    def token_filter(self) -> str:
+        return fill_all(template("token.yaml"), WASM=str(self.main_wasm), TOKEN_CONFIG=self.token_config())
+
+    def guard_filter(self, cache: dict | None) -> str:
+        cfg = {"realm": "bench", "rules": [{"prefix": "/api/", "scopes": []}],
+               "default_action": "deny"}
+        if cache is not None:
+            cfg["cache"] = cache
+        return fill_all(template("guard.yaml"), WASM=str(self.main_wasm),
+                        GUARD_CONFIG=json.dumps(cfg, indent=2))
+
+    def issuer_listener(self) -> str:
+        return fill_all(template("issuer_listener.yaml"), TOKEN_FILTER=self.token_filter())
+
+    def jwt_filter(self, alg: str, cache: bool) -> str:
+        jwks = self.hs_jwks if alg == "hs256" else self.es_jwks
+        return fill_all(template("jwt_authn.yaml"), ISSUER=JWT_ISSUER, AUDIENCE=JWT_AUDIENCE, JWKS=jwks,
+                        CACHE="jwt_cache_config: { jwt_cache_size: 1000 }" if cache else "")
+
+
+def guard_stats(t: Target) -> dict[str, int]:
+    r = req(t.admin, "GET", "/stats?format=json&filter=guard")
+    out = {}
+    for s in json.loads(r.body).get("stats", []):
+        if "name" in s and "value" in s:
+            out[s["name"]] = int(s["value"])
+    return out
+
+
+def stat_sum(stats: dict[str, int], suffix: str) -> int | None:
+    vals = [v for k, v in stats.items() if k.endswith(suffix)]
+    return sum(vals) if vals else None
+
+
+def make_variants(m: Material) -> list[Variant]:
+    api = API_PATH
+    V: list[Variant] = []
+
+    def plain_checks(t: Target):
+        return [("GET /api/ (no filter: 200)", req(t.port, "GET", api), 200)]
+
+    V.append(Variant("none", "baseline", "no auth filter: the ceiling", 200, checks=plain_checks))
+    V.append(Variant("noop-wasm", "wasm", "proxy-wasm filter that does nothing: the Wasm floor", 200,
+                     filters=lambda: fill_all(template("noop.yaml"), NOOP_WASM=str(m.noop_wasm), ROOT_ID="noop"),
+                     checks=plain_checks))
+
+    def hostcalls_check(t: Target, measured: int, before: dict[str, int]) -> str | None:
+        r = req(t.admin, "GET", "/stats?format=json&filter=bench.hostcalls.a")
+        n = sum(int(s.get("value", 0)) for s in json.loads(r.body).get("stats", []) if "name" in s)
+        if n < measured:
+            raise BenchError(f"wasm-hostcalls: its counter says {n} calls for {measured} requests")
+        return None
+
+    V.append(Variant("wasm-hostcalls", "wasm",
+                     "no logic, the guard-hit's host calls: 3 header reads, 1 shared-data read, "
+                     "2 counters, 4 header writes", 200,
+                     filters=lambda: fill_all(template("noop.yaml"), NOOP_WASM=str(m.noop_wasm),
+                                              ROOT_ID="hostcalls"),
+                     headers=lambda t: {"Authorization": "Bearer " + "x" * 64},
+                     checks=plain_checks, post_check=hostcalls_check))
+
+    for alg in ("hs256", "es256"):
+        for cache in (True, False):
+            token = m.hs_token if alg == "hs256" else m.es_token
+
+            def jchecks(t: Target, token=token):
+                bearer = {"Authorization": f"Bearer {token}"}
+                return [
+                    ("no token -> 401", req(t.port, "GET", api), 401),
+                    ("valid JWT -> 200", req(t.port, "GET", api, bearer), 200),
+                    ("bad signature -> 401", req(t.port, "GET", api, {"Authorization": f"Bearer {tamper(token)}"}), 401),
+                    ("garbage token -> 401", req(t.port, "GET", api, {"Authorization": "Bearer not-a-jwt"}), 401),
+                ]
+
+            V.append(Variant(
+                f"jwt-{alg}-{'cache' if cache else 'nocache'}", "jwt",
+                f"jwt_authn, {alg.upper()}, local JWKS, {'with' if cache else 'without'} jwt_cache_config", 200,
+                filters=lambda alg=alg, cache=cache: m.jwt_filter(alg, cache),
+                headers=lambda t, token=token: {"Authorization": f"Bearer {token}"},
+                checks=jchecks))
+
+    def guard_prepare(t: Target):
+        r = post_token(t.ctx["issuer"], "grant_type=client_credentials")
+        if r.status != 200:
+            raise BenchError(f"token issuance for the guard failed: {r.status} {r.body[:300]}")
+        t.ctx["token"] = token_field(r, "access_token")
+
+    def gchecks(t: Target):
+        tok = t.ctx["token"]
+        return [
+            ("no token -> 401", req(t.port, "GET", api), 401),
+            ("valid token -> 200", req(t.port, "GET", api, {"Authorization": f"Bearer {tok}"}), 200),
+            ("bad token -> 401", req(t.port, "GET", api, {"Authorization": f"Bearer {tamper(tok)}"}), 401),
+            ("garbage token -> 401", req(t.port, "GET", api, {"Authorization": "Bearer not-a-token"}), 401),
+        ]
+
+    def guard_cache_check(want: str):
+        """Envoy's guard cache counters over the measured run (deltas)."""
+        def check(t: Target, measured: int, before: dict[str, int]) -> str | None:
+            after = guard_stats(t)
+            if stat_sum(after, "guard.cache.hit") is None and stat_sum(after, "guard.cache.miss") is None:
+                if want == "none":
+                    return "guard cache counters: none defined (the cache was never consulted)"
+                raise BenchError(f"{want}: no guard cache counters found in Envoy's stats")
+            hit = (stat_sum(after, "guard.cache.hit") or 0) - (stat_sum(before, "guard.cache.hit") or 0)
+            miss = (stat_sum(after, "guard.cache.miss") or 0) - (stat_sum(before, "guard.cache.miss") or 0)
+            if want == "hit" and (hit < measured or miss > 0):
+                raise BenchError(f"guard-hit: expected cache hits only, Envoy counted hit={hit} miss={miss} "
+                                 f"for {measured} measured requests")
+            if want == "miss" and (hit > 0 or miss < measured):
+                raise BenchError(f"guard-miss: expected cache misses only, Envoy counted hit={hit} "
+                                 f"miss={miss} for {measured} measured requests")
+            if want == "none" and (hit > 0 or miss > 0):
+                raise BenchError(f"guard-401: the guard consulted its cache (hit={hit} miss={miss})")
+            return f"guard cache over the measured run: hit={hit} miss={miss}"
+        return check
+
+    bearer = lambda t: {"Authorization": f"Bearer {t.ctx['token']}"}
+    V.append(Variant("guard-hit", "guard", "bearer guard, token in the per-worker validation cache", 200,
+                     filters=lambda: m.guard_filter(None), extra=m.issuer_listener, headers=bearer,
+                     prepare=guard_prepare, checks=gchecks, post_check=guard_cache_check("hit")))
+    V.append(Variant("guard-miss", "guard", "bearer guard, cache disabled (max_entries 0): store lookup", 200,
+                     filters=lambda: m.guard_filter({"max_entries": 0}), extra=m.issuer_listener,
+                     headers=bearer, prepare=guard_prepare, checks=gchecks,
+                     post_check=guard_cache_check("miss")))
+    V.append(Variant("guard-401", "guard", "bearer guard, no token: local 401", 401,
+                     filters=lambda: m.guard_filter(None), extra=m.issuer_listener,
+                     prepare=guard_prepare, checks=gchecks, post_check=guard_cache_check("none")))
+
+    auth = lambda t: {**FORM, "Authorization": basic(CLIENT_ID, CLIENT_SECRET)}
+    password_body = f"grant_type=password&username={USERNAME}&password={PASSWORD}"
+
+    def cc_checks(t: Target):
+        t0 = time.perf_counter()
+        first = post_token(t.port, "grant_type=client_credentials")
+        t1 = time.perf_counter()
+        second = post_token(t.port, "grant_type=client_credentials")
+        t2 = time.perf_counter()
+        t.ctx["first_ms"], t.ctx["second_ms"] = (t1 - t0) * 1e3, (t2 - t1) * 1e3
+        token_field(first, "access_token")
+        return [
+            ("client_credentials (first: PBKDF2) -> 200", first, 200),
+            ("client_credentials (cached credential) -> 200", second, 200),
+            ("no client authentication -> 401", post_token(t.port, "grant_type=client_credentials", secret=None), 401),
+            ("bad client secret -> 401", post_token(t.port, "grant_type=client_credentials", secret="wrong"), 401),
+        ]
+
+    def pw_checks(t: Target):
+        ok = post_token(t.port, password_body)
+        token_field(ok, "refresh_token")
+        return [
+            ("password grant -> 200", ok, 200),
+            ("bad client secret -> 401", post_token(t.port, password_body, secret="wrong"), 401),
+            ("wrong password -> 400", post_token(t.port, f"grant_type=password&username={USERNAME}&password=nope"), 400),
+        ]
+
+    def refresh_prepare(t: Target):
+        # Seeds: one refresh token per connection (+ spares: wrk calls request() once more to
+        # verify the script), for the warm-up and the measured run.
+        seeds = []
+        for _ in range(2 * SEEDS + 1):
+            r = post_token(t.port, password_body)
+            if r.status != 200:
+                raise BenchError(f"password grant for refresh seeds failed: {r.status} {r.body[:300]}")
+            seeds.append(token_field(r, "refresh_token"))
+        t.ctx["check_seed"] = seeds.pop()
+        t.ctx["seeds"] = seeds
+
+    def rf_checks(t: Target):
+        rt = t.ctx["check_seed"]
+        ok = post_token(t.port, f"grant_type=refresh_token&refresh_token={rt}")
+        token_field(ok, "refresh_token")
+        return [
+            ("refresh -> 200 with a new refresh token", ok, 200),
+            ("replayed (rotated) refresh token -> 400", post_token(t.port, f"grant_type=refresh_token&refresh_token={rt}"), 400),
+            ("bogus refresh token -> 400", post_token(t.port, f"grant_type=refresh_token&refresh_token={tamper(rt)}"), 400),
+            ("no client authentication -> 401", post_token(t.port, f"grant_type=refresh_token&refresh_token={rt}", secret=None), 401),
+        ]
+
+    V.append(Variant("token-cc", "token", "POST /token, client_credentials (Basic auth)", 200,
+                     method="POST", path="/token", filters=m.token_filter, headers=auth,
+                     body=lambda t: "grant_type=client_credentials", checks=cc_checks))
+    V.append(Variant("token-password", "token", "POST /token, password grant (access + refresh token)", 200,
+                     method="POST", path="/token", filters=m.token_filter, headers=auth,
+                     body=lambda t: password_body, checks=pw_checks))
+    V.append(Variant("token-refresh", "token",
+                     "POST /token, refresh_token grant, each with the token the previous answer returned", 200,
+                     method="POST", path="/token", filters=m.token_filter, headers=auth, refresh=True,
+                     prepare=refresh_prepare, checks=rf_checks))
+
+    def peer_checks(t: Target):
+        ok = post_token(t.port, "grant_type=client_credentials&scope=default", PEER_CLIENT_ID, PEER_CLIENT_SECRET)
+        tok = token_field(ok, "access_token")
+        if tok.count(".") == 2:
+            raise BenchError("oidc-provider issued a JWT access token; the bench wants opaque tokens")
+        return [
+            ("client_credentials -> 200 (opaque token)", ok, 200),
+            ("bad client secret -> 401", post_token(t.port, "grant_type=client_credentials", PEER_CLIENT_ID, "wrong"), 401),
+            ("no client authentication -> 400 (oidc-provider: invalid_request)",
+             post_token(t.port, "grant_type=client_credentials", secret=None), 400),
+        ]
+
+    V.append(Variant("oidc-provider-cc", "peer", "oidc-provider (Node) POST /token, client_credentials", 200,
+                     method="POST", path="/token", peer=True,
+                     headers=lambda t: {**FORM, "Authorization": basic(PEER_CLIENT_ID, PEER_CLIENT_SECRET)},
+                     body=lambda t: "grant_type=client_credentials&scope=default", checks=peer_checks))
+    return V
+
+
+# ---------------------------------------------------------------------------------
+# Servers
+# ---------------------------------------------------------------------------------
+
+def wait_until(pred, timeout: float, what: str, proc: subprocess.Popen, logfile: Path):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"{what} exited with {proc.returncode}:\n{tail(logfile)}")
+        try:
+            v = pred()
+            if v:
+                return v
+        except (OSError, ValueError, http.client.HTTPException):
+            pass
+        time.sleep(0.05)
+    raise BenchError(f"{what} not ready after {timeout}s:\n{tail(logfile)}")
+
+
+def tail(p: Path, n: int = 30) -> str:
+    try:
+        return "\n".join(p.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+def start_envoy(v: Variant, tag: str) -> tuple[subprocess.Popen, Target]:
+    cfg = fill_all(template("envoy.yaml"),
+                   HTTP_FILTERS=v.filters() if v.filters else "",
+                   EXTRA_LISTENERS=v.extra() if v.extra else "")
+    cfg_path = RUN_DIR / f"{tag}.yaml"
+    cfg_path.write_text(cfg)
+    addr_path = RUN_DIR / f"{tag}.admin"
+    addr_path.unlink(missing_ok=True)
+    logfile = RUN_DIR / f"{tag}.log"
+    p = spawn(["taskset", "-c", ENVOY_CORE, str(ENVOY_BIN), "-c", str(cfg_path), "--concurrency", "1",
+               "--disable-hot-restart", "-l", "warn", "--admin-address-path", str(addr_path)], logfile)
+
+    def admin_port():
+        s = addr_path.read_text().strip()
+        return int(s.rsplit(":", 1)[1]) if s else None
+
+    admin = wait_until(admin_port, 60, f"Envoy ({v.name})", p, logfile)
+
+    def listeners():
+        if req(admin, "GET", "/ready").status != 200:
+            return None
+        data = json.loads(req(admin, "GET", "/listeners?format=json").body)
+        ports = {}
+        for ls in data.get("listener_statuses", []):
+            ports[ls["name"]] = ls["local_address"]["socket_address"]["port_value"]
+        return ports if ports.get("bench") else None
+
+    ports = wait_until(listeners, 60, f"Envoy ({v.name})", p, logfile)
+    t = Target(ports["bench"], admin)
+    if "issuer" in ports:
+        t.ctx["issuer"] = ports["issuer"]
+    return p, t
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_peer(tag: str) -> tuple[subprocess.Popen, Target]:
+    port = free_port()
+    logfile = RUN_DIR / f"{tag}.log"
+    p = spawn(["taskset", "-c", ENVOY_CORE, "node", "server.mjs", str(port), PEER_CLIENT_ID,
+               PEER_CLIENT_SECRET], logfile, cwd=PEER_DIR)
+
+    def up():
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+
+    wait_until(up, 30, "oidc-provider", p, logfile)
+    return p, Target(port, None)
+
+
+# ---------------------------------------------------------------------------------
+# Measuring
+# ---------------------------------------------------------------------------------
+
+def proc_cpu_ticks(pid: int) -> int:
+    s = Path(f"/proc/{pid}/stat").read_text()
+    f = s[s.rindex(")") + 2:].split()
+    return int(f[11]) + int(f[12])   # utime, stime (fields 14, 15)
+
+
+def cores_busy() -> dict[str, tuple[int, int]]:
+    """cpuN -> (busy ticks, total ticks), and 'cpu' for the machine."""
+    out = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        if not line.startswith("cpu"):
+            break
+        name, *vals = line.split()
+        v = [int(x) for x in vals[:8]]
+        idle = v[3] + v[4]
+        out[name] = (sum(v) - idle, sum(v))
+    return out
+
+
+QUIET = {"waited_s": 0.0}
+QUIET_PER_RUN = float(os.environ.get("BENCH_QUIET_WAIT", "10"))
+QUIET_TOTAL = 120.0
+
+
+def wait_quiet() -> None:
+    """Other work on this machine skews a run: wait a little (10 s per run, 2 min in all at most)
+    until the cores are idle (< 15% of a core busy over 0.5 s). Envoy is idle at this point."""
+    deadline = time.monotonic() + min(QUIET_PER_RUN, max(0.0, QUIET_TOTAL - QUIET["waited_s"]))
+    t0 = time.monotonic()
+    while True:
+        a = cores_busy()["cpu"]
+        time.sleep(0.5)
+        b = cores_busy()["cpu"]
+        if (b[0] - a[0]) / CLK_TCK / 0.5 < 0.15 or time.monotonic() >= deadline:
+            break
+    QUIET["waited_s"] += time.monotonic() - t0 - 0.5
+
+
+def lua_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def wrk_config(v: Variant, t: Target, tag: str, seeds: list[str] | None) -> Path:
+    hdrs = v.headers(t)
+    body = v.body(t)
+    parts = [f"expect = {v.expect}", f"method = {lua_str(v.method)}",
+             "headers = {" + ", ".join(f"[{lua_str(k)}] = {lua_str(val)}" for k, val in hdrs.items()) + "}"]
+    if body is not None:
+        parts.append(f"body = {lua_str(body)}")
+    if v.refresh:
+        parts += ["refresh = true", f"prefix = {lua_str('grant_type=refresh_token&refresh_token=')}",
+                  "seeds = {" + ", ".join(lua_str(s) for s in seeds or []) + "}"]
+    p = RUN_DIR / f"{tag}.wrk.lua"
+    p.write_text("return {\n  " + ",\n  ".join(parts) + "\n}\n")
+    return p
+
+
+def wrk(v: Variant, t: Target, seconds: float, tag: str, seeds: list[str] | None) -> dict:
+    cfg = wrk_config(v, t, tag, seeds)
+    secs = max(1, round(seconds))
+    args = ["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{secs}s", "--timeout", "5s",
+            "--latency", "-s", str(WRK_SCRIPT), f"http://127.0.0.1:{t.port}{v.path}", "--", str(cfg)]
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r = subprocess.run(args, capture_output=True, text=True, timeout=secs + 60)
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    m = re.search(r"^BENCH_RESULT (\{.*\})$", r.stdout, re.M)
+    if r.returncode != 0 or not m:
+        raise BenchError(f"wrk failed ({r.returncode}) for {v.name}:\n{r.stdout}\n{r.stderr}")
+    res = json.loads(m.group(1))
+    res["wrk_cpu_s"] = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    return res
+
+
+def verify_statuses(v: Variant, res: dict, phase: str) -> None:
+    e = res["errors"]
+    problems = []
+    if res["requests"] == 0:
+        problems.append("no request completed")
+    if res["bad"]:
+        problems.append(f"{res['bad']} responses were not {v.expect} (saw: {res['bad_statuses'].strip()})")
+    for k in ("connect", "read", "write", "timeout"):
+        if e[k]:
+            problems.append(f"{e[k]} socket {k} errors")
+    # wrk's own non-2xx/3xx count must agree with the expected status class.
+    want_non2xx = res["requests"] if v.expect >= 400 else 0
+    if e["status"] != want_non2xx:
+        problems.append(f"wrk counted {e['status']} non-2xx/3xx responses, expected {want_non2xx}")
+    if problems:
+        raise BenchError(f"{v.name} ({phase}): " + "; ".join(problems))
+
+
+def measure(v: Variant, rnd: int) -> dict:
+    tag = f"{v.name}-r{rnd}"
+    proc, t = start_peer(tag) if v.peer else start_envoy(v, tag)
+    try:
+        v.prepare(t)
+        checks = v.checks(t)
+        for desc, resp, want in checks:
+            if resp.status != want:
+                raise BenchError(f"{v.name}: check `{desc}` got {resp.status} (body {resp.body[:200]!r})")
+        seeds = t.ctx.get("seeds")
+        warm = wrk(v, t, WARMUP, tag + "-warmup", seeds[:SEEDS] if seeds else None)
+        verify_statuses(v, warm, "warm-up")
+        before = guard_stats(t) if v.post_check else {}
+        wait_quiet()
+        c0, b0 = proc_cpu_ticks(proc.pid), cores_busy()
+        res = wrk(v, t, SECONDS, tag, seeds[SEEDS:] if seeds else None)
+        c1, b1 = proc_cpu_ticks(proc.pid), cores_busy()
+        verify_statuses(v, res, "measured")
+        note = v.post_check(t, res["requests"], before) if v.post_check else None
+        if proc.poll() is not None:
+            raise BenchError(f"{v.name}: server exited during the run")
+    finally:
+        stop(proc)
+    secs = res["duration_us"] / 1e6
+    server_s = (c1 - c0) / CLK_TCK
+    busy = {k: (b1[k][0] - b0[k][0]) / max(1, b1[k][1] - b0[k][1]) for k in b1 if k in b0}
+    all_busy_s = (b1["cpu"][0] - b0["cpu"][0]) / CLK_TCK
+    run = {
+        "variant": v.name, "round": rnd, "seconds": secs, "requests": res["requests"],
+        "rps": res["requests"] / secs, "latency_us": res["latency_us"],
+        "server_cpu_us_per_req": server_s * 1e6 / res["requests"],
+        "server_cpu_pct": 100 * server_s / secs,
+        "wrk_cpu_pct": 100 * res["wrk_cpu_s"] / secs,
+        "core_busy_pct": {k: round(100 * b, 1) for k, b in busy.items() if k != "cpu"},
+        "other_cpu_pct": max(0.0, 100 * (all_busy_s - server_s - res["wrk_cpu_s"]) / secs),
+        "bad": res["bad"], "errors": res["errors"],
+        "checks": [f"{d}: {r.status}" for d, r, _ in checks],
+    }
+    if note:
+        run["note"] = note
+    for k in ("first_ms", "second_ms"):
+        if k in t.ctx:
+            run[k] = round(t.ctx[k], 2)
+    return run
+
+
+# ---------------------------------------------------------------------------------
+# Summary, targets, output
+# ---------------------------------------------------------------------------------
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def summarize(variants: list[Variant], runs: list[dict]) -> dict:
+    by = {v.name: [r for r in runs if r["variant"] == v.name] for v in variants}
+    base = {r["round"]: r["rps"] for r in by.get("none", [])}
+    out = {}
+    for v in variants:
+        rs = by[v.name]
+        if not rs:
+            continue
+        ratios = [r["rps"] / base[r["round"]] for r in rs if r["round"] in base]
+        out[v.name] = {
+            "group": v.group, "what": v.what, "expect": v.expect, "rounds": len(rs),
+            "rps": med([r["rps"] for r in rs]), "rps_runs": [round(r["rps"]) for r in rs],
+            "ratio": med(ratios), "ratio_runs": [round(x, 3) for x in ratios],
+            "p50_ms": med([r["latency_us"]["p50"] for r in rs]) / 1e3,
+            "p99_ms": med([r["latency_us"]["p99"] for r in rs]) / 1e3,
+            "cpu_us": med([r["server_cpu_us_per_req"] for r in rs]),
+            "server_cpu_pct": med([r["server_cpu_pct"] for r in rs]),
+            "wrk_cpu_pct": med([r["wrk_cpu_pct"] for r in rs]),
+            "other_cpu_pct": med([r["other_cpu_pct"] for r in rs]),
+        }
+    return out
+
+
+def targets(s: dict) -> list[dict]:
+    out = []
+
+    def t(name, ok, detail):
+        out.append({"target": name, "result": "n/a" if ok is None else ("PASS" if ok else "MISS"),
+                    "detail": detail})
+
+    def r(n):
+        return s[n]["ratio"] if n in s else None
+
+    if "guard-hit" in s and "none" in s:
+        t("guard-hit >= 0.8x none", r("guard-hit") >= 0.8, f"{r('guard-hit'):.2f}x")
+        jw = [n for n in ("jwt-hs256-cache", "jwt-es256-cache") if n in s]
+        if jw:
+            best = max(jw, key=lambda n: s[n]["rps"])
+            t("guard-hit above jwt_authn with its cache", s["guard-hit"]["rps"] > s[best]["rps"],
+              f"{s['guard-hit']['rps']:.0f} vs {best} {s[best]['rps']:.0f} req/s")
+    if "guard-miss" in s and "none" in s:
+        t("guard-miss >= 0.7x none", r("guard-miss") >= 0.7, f"{r('guard-miss'):.2f}x")
+    if "token-cc" in s and "none" in s:
+        t("/token client_credentials >= 0.5x none", r("token-cc") >= 0.5, f"{r('token-cc'):.2f}x")
+        if "oidc-provider-cc" in s:
+            x = s["token-cc"]["rps"] / s["oidc-provider-cc"]["rps"]
+            t("/token client_credentials >= 10x oidc-provider", x >= 10, f"{x:.1f}x")
+        else:
+            t("/token client_credentials >= 10x oidc-provider", None, "oidc-provider not measured")
+    return out
+
+
+def table(s: dict) -> str:
+    hdr = ["variant", "status", "req/s", "x none", "rounds x none", "p50 ms", "p99 ms", "CPU us/req",
+           "srv CPU%", "wrk CPU%"]
+    rows = []
+    for n, x in s.items():
+        rows.append([n, str(x["expect"]), f"{x['rps']:.0f}", f"{x['ratio']:.2f}",
+                     " ".join(f"{y:.2f}" for y in x["ratio_runs"]), f"{x['p50_ms']:.2f}",
+                     f"{x['p99_ms']:.2f}", f"{x['cpu_us']:.1f}", f"{x['server_cpu_pct']:.0f}",
+                     f"{x['wrk_cpu_pct']:.0f}"])
+    w = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(hdr)]
+    fmt = lambda r: "  ".join(c.ljust(w[i]) if i in (0, 4) else c.rjust(w[i]) for i, c in enumerate(r))
+    return "\n".join([fmt(hdr), fmt(["-" * x for x in w])] + [fmt(r) for r in rows])
+
+
+def markdown(s: dict, tg: list[dict], meta: dict) -> str:
+    lines = [f"Latest `make bench` ({meta['date']}, commit {meta['commit']}, {meta['rounds']} rounds x "
+             f"{meta['seconds']:.0f} s, wrk -t1 -c{meta['connections']}; Envoy --concurrency 1 on core 0, wrk on core 1)",
+             "", "| variant | status | req/s | × none | p50 ms | p99 ms | Envoy CPU µs/req |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for n, x in s.items():
+        lines.append(f"| `{n}` | {x['expect']} | {x['rps']:.0f} | {x['ratio']:.2f} | {x['p50_ms']:.2f} | "
+                     f"{x['p99_ms']:.2f} | {x['cpu_us']:.1f} |")
+    lines += ["", "| target | result | measured |", "|---|---|---|"]
+    for t in tg:
+        lines.append(f"| {t['target']} | {t['result']} | {t['detail']} |")
+    lines += ["", "![bench chart](latest.svg)", ""]
+    return "\n".join(lines)
+
+
+COLORS = {"baseline": "#7f7f7f", "wasm": "#b0b0b0", "jwt": "#4c78a8", "guard": "#2ca02c",
+          "token": "#f58518", "peer": "#9467bd"}
+
+
+def esc(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def svg(s: dict, tg: list[dict], meta: dict) -> str:
+    """A two-panel horizontal bar chart, written by hand (no plotting library)."""
+    names = list(s)
+    row_h, top, left = 24, 74, 130
+    pw1, lab1, gap, pw2, lab2 = 380, 120, 40, 200, 50
+    width = left + pw1 + lab1 + gap + pw2 + lab2
+    bottom = top + row_h * len(names)
+    height = bottom + 46 + 16 * (len(tg) + 1)
+    max_ratio = max(1.05, max(max(x["ratio_runs"] or [0]) for x in s.values()) * 1.03)
+    max_cpu = max(x["cpu_us"] for x in s.values()) * 1.05 or 1.0
+    X1 = lambda r: left + pw1 * r / max_ratio
+    x2 = left + pw1 + lab1 + gap
+    X2 = lambda c: x2 + pw2 * c / max_cpu
+    o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+         f'viewBox="0 0 {width} {height}" font-family="Helvetica,Arial,sans-serif" font-size="12">',
+         f'<rect width="{width}" height="{height}" fill="white"/>',
+         '<text x="10" y="20" font-size="15" font-weight="bold">envoy-oauth2 `make bench`: '
+         'throughput relative to no filter, and Envoy CPU per request</text>',
+         f'<text x="10" y="38" fill="#555">{esc(meta["date"])} · commit {esc(meta["commit"])} · '
+         f'{meta["rounds"]} interleaved rounds × {meta["seconds"]:g} s · Envoy {esc(str(meta["envoy_version"]))} '
+         f'--concurrency 1 (core 0) · wrk -t1 -c{meta["connections"]} (core 1)</text>',
+         f'<text x="{left}" y="{top - 14}" font-weight="bold">req/s ÷ none</text>',
+         f'<text x="{left + 90}" y="{top - 14}" fill="#555">(bar: median of per-round ratios; dots: rounds)</text>',
+         f'<text x="{left + pw1 + 8}" y="{top - 14}" font-weight="bold">× none · req/s</text>',
+         f'<text x="{x2}" y="{top - 14}" font-weight="bold">Envoy CPU µs / request (median)</text>']
+    for i in range(len(names)):
+        if i % 2 == 0:
+            o.append(f'<rect x="4" y="{top + i * row_h}" width="{width - 8}" height="{row_h}" fill="#f6f6f6"/>')
+    for r in (0.25, 0.5, 0.75, 1.0):
+        if r <= max_ratio:
+            o.append(f'<line x1="{X1(r):.1f}" y1="{top}" x2="{X1(r):.1f}" y2="{bottom}" stroke="#ccc"/>')
+            o.append(f'<text x="{X1(r):.1f}" y="{bottom + 14}" text-anchor="middle" fill="#777">{r:g}×</text>')
+    for r in (0.5, 0.7, 0.8):
+        o.append(f'<line x1="{X1(r):.1f}" y1="{top}" x2="{X1(r):.1f}" y2="{bottom}" stroke="#d62728" '
+                 f'stroke-dasharray="4,3"/>')
+    for i, n in enumerate(names):
+        x = s[n]
+        y = top + i * row_h
+        col = COLORS.get(x["group"], "#444")
+        o.append(f'<text x="{left - 8}" y="{y + 16}" text-anchor="end">{esc(n)}</text>')
+        o.append(f'<rect x="{left}" y="{y + 5}" width="{max(1.0, X1(x["ratio"]) - left):.1f}" '
+                 f'height="{row_h - 10}" fill="{col}"/>')
+        for rr in x["ratio_runs"]:
+            o.append(f'<circle cx="{X1(rr):.1f}" cy="{y + row_h / 2:.1f}" r="2.5" fill="#000" '
+                     f'fill-opacity="0.55"/>')
+        o.append(f'<text x="{left + pw1 + 8}" y="{y + 16}">{x["ratio"]:.2f}× · {x["rps"]:,.0f}</text>')
+        o.append(f'<rect x="{x2}" y="{y + 5}" width="{max(1.0, X2(x["cpu_us"]) - x2):.1f}" '
+                 f'height="{row_h - 10}" fill="{col}"/>')
+        o.append(f'<text x="{X2(x["cpu_us"]) + 5:.1f}" y="{y + 16}">{x["cpu_us"]:.0f}</text>')
+    y = bottom + 32
+    o.append(f'<text x="10" y="{y}" fill="#d62728">Dashed red lines: targets 0.5× (/token client_credentials), '
+             f'0.7× (guard-miss), 0.8× (guard-hit). Targets are printed, never asserted:</text>')
+    for t in tg:
+        y += 16
+        colr = {"PASS": "#2ca02c", "MISS": "#d62728"}.get(t["result"], "#777")
+        o.append(f'<text x="24" y="{y}"><tspan fill="{colr}" font-weight="bold">{t["result"]}</tspan>'
+                 f' {esc(t["target"])}: {esc(t["detail"])}</text>')
+    o.append("</svg>")
+    return "\n".join(o) + "\n"
+
+
+def git_commit() -> str:
+    r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"],
+                           cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return r.stdout.strip() + ("+dirty" if dirty else "")
+
+
+def main() -> int:
+    t_start = time.monotonic()
+    if os.cpu_count() and os.cpu_count() < 2:
+        raise BenchError("needs 2 cores (Envoy on core 0, wrk on core 1)")
+    if not ENVOY_BIN.exists():
+        raise BenchError(f"{ENVOY_BIN} not found: run `make setup`")
+    shutil.rmtree(RUN_DIR, ignore_errors=True)
+    RUN_DIR.mkdir(parents=True)
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    wrk_ver = ensure_wrk()
+    peer_ver, peer_why = ensure_peer()
+    mat = Material()
+    variants = make_variants(mat)
+    if peer_why:
+        variants = [v for v in variants if not v.peer]
+        log(f"oidc-provider: NOT MEASURED: {peer_why}")
+    only = [x.strip() for x in os.environ.get("BENCH_VARIANTS", "").split(",") if x.strip()]
+    if only:
+        unknown = set(only) - {v.name for v in variants}
+        if unknown:
+            raise BenchError(f"BENCH_VARIANTS: unknown {sorted(unknown)}; known: {[v.name for v in variants]}")
+        variants = [v for v in variants if v.name in only or v.name == "none"]
+    envoy_full = subprocess.run([str(ENVOY_BIN), "--version"], capture_output=True, text=True).stdout.strip()
+    m = re.search(r"/(\d+\.\d+\.\d+)/", envoy_full)
+    envoy_ver = m.group(1) if m else envoy_full
+    est = ROUNDS * len(variants) * (WARMUP + SECONDS + 3)
+    log(f"bench: {len(variants)} variants x {ROUNDS} rounds, {WARMUP:g}+{SECONDS:g} s each "
+        f"(about {est / 60:.0f} min); Envoy {envoy_ver} --concurrency 1 on core {ENVOY_CORE}, "
+        f"{wrk_ver.split(' [')[0]} -t1 -c{CONNECTIONS} on core {LOAD_CORE}")
+    runs = []
+    for rnd in range(1, ROUNDS + 1):
+        for v in variants:
+            r = measure(v, rnd)
+            runs.append(r)
+            warn = f"  [other processes used {r['other_cpu_pct']:.0f}% of a core]" if r["other_cpu_pct"] > 10 else ""
+            log(f"  round {rnd}  {v.name:<18} {r['rps']:>8.0f} req/s  p50 {r['latency_us']['p50'] / 1e3:5.2f} ms"
+                f"  p99 {r['latency_us']['p99'] / 1e3:6.2f} ms  {r['server_cpu_us_per_req']:6.1f} us/req{warn}")
+    s = summarize(variants, runs)
+    tg = targets(s)
+    meta = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": git_commit(),
+        "rounds": ROUNDS, "seconds": SECONDS, "warmup": WARMUP, "connections": CONNECTIONS,
+        "envoy": envoy_full, "envoy_version": envoy_ver, "wrk": wrk_ver, "peer": peer_ver, "peer_not_measured": peer_why,
+        "cpu": next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                     if l.startswith("model name")), platform.processor()),
+        "cores": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
+        "pbkdf2_iterations": HASH_ITERATIONS,
+        "method": "one Envoy per run (--concurrency 1, taskset core 0); wrk -t1 on core 1; warm-up then "
+                  "measured run; ratio to `none` per round, then median; CPU = utime+stime of the server "
+                  "process over the measured run / requests",
+        "elapsed_s": None, "quiet_wait_s": None,
+    }
+    first = [r for r in runs if "first_ms" in r]
+    log("")
+    log(table(s))
+    log("")
+    for t in tg:
+        log(f"  {t['result']:<4}  {t['target']:<48} {t['detail']}")
+    log("")
+    if first:
+        log(f"Client secrets are PBKDF2-SHA256 ({HASH_ITERATIONS} iterations, `hash-secret --iterations "
+            f"{HASH_ITERATIONS}`). The per-worker credential cache makes that a one-time cost: the first "
+            f"/token of a fresh Envoy took {med([r['first_ms'] for r in first]):.1f} ms, the next "
+            f"{med([r['second_ms'] for r in first]):.1f} ms (medians); measured requests never pay it.")
+    log("Guard variants: the measured listener has only the guard filter; tokens come from a token "
+        "filter on a second listener of the same Envoy (same vm_id, shared store).")
+    if peer_why:
+        log(f"oidc-provider was not measured: {peer_why}")
+    noisy = [r for r in runs if r["other_cpu_pct"] > 10]
+    if noisy:
+        log(f"NOTE: in {len(noisy)} of {len(runs)} runs other processes on this machine used more than 10% "
+            f"of a core; interleaved rounds spread that over every variant, but ratios are noisier.")
+    meta["elapsed_s"] = round(time.monotonic() - t_start, 1)
+    meta["quiet_wait_s"] = round(QUIET["waited_s"], 1)
+    doc = {"meta": meta, "summary": s, "targets": tg, "runs": runs}
+    (OUT_DIR / "latest.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (OUT_DIR / "latest.svg").write_text(svg(s, tg, meta))
+    (OUT_DIR / "latest.md").write_text(markdown(s, tg, meta))
+    stop_all()
+    alive = [p.pid for p in STARTED if p.poll() is None]
+    if alive:
+        raise BenchError(f"processes still running: {alive}")
+    log(f"wrote {OUT_DIR / 'latest.json'}, latest.svg, latest.md; {len(STARTED)} processes started, "
+        f"all stopped; {meta['elapsed_s'] / 60:.1f} min")
+    return 0
+
+
+def render(path: Path) -> int:
+    """`run.py --render results/latest.json`: rewrite latest.svg/.md from a JSON of runs."""
+    doc = json.loads(path.read_text())
+    meta = doc["meta"]
+    meta.setdefault("envoy_version", meta.get("envoy", "?"))
+    (path.parent / "latest.svg").write_text(svg(doc["summary"], doc["targets"], meta))
+    (path.parent / "latest.md").write_text(markdown(doc["summary"], doc["targets"], meta))
+    log(table(doc["summary"]))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        if len(sys.argv) == 3 and sys.argv[1] == "--render":
+            sys.exit(render(Path(sys.argv[2])))
+        sys.exit(main())
+    except BenchError as e:
+        stop_all()
+        sys.stderr.write(f"\nBENCH FAILED: {e}\n")
+        sys.exit(1)
