@@ -5,9 +5,15 @@
 //! Encoding: `version u8 = 1 | count u16 | grant*`, each grant
 //! `id[11] | flags u8 | issued_at u64 | access_exp u64 | access_hash[16]
 //!  | (refresh_hash[16] refresh_exp u64)? | (previous_refresh[16])?
-//!  | client u8-len | (user u8-len)? | scope u16-len`, integers big-endian.
+//!  | client u8-len | (user u8-len)? | scope u16-len | code?`, integers big-endian,
+//! where `code` (flag 16, grants from an authorization code) is
+//! `code_hash[16] | code_flags u8 | redirect_uri u16-len | (challenge u8-len)?`.
+//! The code block came later under the same version: records without it are
+//! unchanged, and a decoder refuses flags it does not know (the bucket then
+//! reads as corrupt, never as something else).
 
-use crate::grant::{Grant, RefreshState};
+use crate::grant::{CodeState, Grant, RefreshState};
+use crate::pkce;
 use crate::token::{GrantId, TokenHash, GRANT_ID_BYTES};
 
 const VERSION: u8 = 1;
@@ -15,6 +21,14 @@ const F_REVOKED: u8 = 1;
 const F_REFRESH: u8 = 2;
 const F_PREVIOUS: u8 = 4;
 const F_USER: u8 = 8;
+const F_CODE: u8 = 16;
+const KNOWN_FLAGS: u8 = F_REVOKED | F_REFRESH | F_PREVIOUS | F_USER | F_CODE;
+// Code flags.
+const C_REDEEMED: u8 = 1;
+const C_REDIRECT_GIVEN: u8 = 2;
+const C_CHALLENGE: u8 = 4;
+const C_PLAIN: u8 = 8;
+const C_KNOWN: u8 = C_REDEEMED | C_REDIRECT_GIVEN | C_CHALLENGE | C_PLAIN;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Bucket {
@@ -106,6 +120,9 @@ fn encode_grant(g: &Grant, out: &mut Vec<u8>) {
     if g.user.is_some() {
         flags |= F_USER;
     }
+    if g.code.is_some() {
+        flags |= F_CODE;
+    }
     out.extend_from_slice(&g.id);
     out.push(flags);
     out.extend_from_slice(&g.issued_at.to_be_bytes());
@@ -127,6 +144,33 @@ fn encode_grant(g: &Grant, out: &mut Vec<u8>) {
     let scope = &g.scope.as_bytes()[..g.scope.len().min(u16::MAX as usize)];
     out.extend_from_slice(&(scope.len() as u16).to_be_bytes());
     out.extend_from_slice(scope);
+    if let Some(c) = &g.code {
+        let mut cf = 0u8;
+        if c.redeemed {
+            cf |= C_REDEEMED;
+        }
+        if c.redirect_given {
+            cf |= C_REDIRECT_GIVEN;
+        }
+        if let Some((method, _)) = &c.challenge {
+            cf |= C_CHALLENGE;
+            if *method == pkce::Method::Plain {
+                cf |= C_PLAIN;
+            }
+        }
+        out.extend_from_slice(&c.hash.0);
+        out.push(cf);
+        push_str16(out, &c.redirect_uri);
+        if let Some((_, challenge)) = &c.challenge {
+            push_str8(out, challenge);
+        }
+    }
+}
+
+fn push_str16(out: &mut Vec<u8>, s: &str) {
+    let b = &s.as_bytes()[..s.len().min(u16::MAX as usize)];
+    out.extend_from_slice(&(b.len() as u16).to_be_bytes());
+    out.extend_from_slice(b);
 }
 
 fn push_str8(out: &mut Vec<u8>, s: &str) {
@@ -139,7 +183,7 @@ fn decode_grant(r: &mut Reader) -> Result<Grant, Corrupt> {
     let mut id = [0u8; GRANT_ID_BYTES];
     id.copy_from_slice(r.take(GRANT_ID_BYTES)?);
     let flags = r.u8()?;
-    if flags & !(F_REVOKED | F_REFRESH | F_PREVIOUS | F_USER) != 0 {
+    if flags & !KNOWN_FLAGS != 0 {
         return Err(Corrupt);
     }
     let issued_at = r.u64()?;
@@ -167,6 +211,33 @@ fn decode_grant(r: &mut Reader) -> Result<Grant, Corrupt> {
     };
     let len = r.u16()? as usize;
     let scope = String::from_utf8(r.take(len)?.to_vec()).map_err(|_| Corrupt)?;
+    let code = if flags & F_CODE != 0 {
+        let hash = r.hash()?;
+        let cf = r.u8()?;
+        if cf & !C_KNOWN != 0 {
+            return Err(Corrupt);
+        }
+        let redirect_uri = r.str16()?;
+        let challenge = if cf & C_CHALLENGE != 0 {
+            let method = if cf & C_PLAIN != 0 {
+                pkce::Method::Plain
+            } else {
+                pkce::Method::S256
+            };
+            Some((method, r.str8()?))
+        } else {
+            None
+        };
+        Some(CodeState {
+            hash,
+            redirect_uri,
+            redirect_given: cf & C_REDIRECT_GIVEN != 0,
+            challenge,
+            redeemed: cf & C_REDEEMED != 0,
+        })
+    } else {
+        None
+    };
     Ok(Grant {
         id,
         client_id,
@@ -178,6 +249,7 @@ fn decode_grant(r: &mut Reader) -> Result<Grant, Corrupt> {
         refresh,
         previous_refresh,
         revoked: flags & F_REVOKED != 0,
+        code,
     })
 }
 
@@ -199,6 +271,16 @@ fn skip_grant_after_id(r: &mut Reader) -> Result<(), Corrupt> {
     }
     let n = r.u16()? as usize;
     r.take(n)?;
+    if flags & F_CODE != 0 {
+        r.take(16)?;
+        let cf = r.u8()?;
+        let n = r.u16()? as usize;
+        r.take(n)?;
+        if cf & C_CHALLENGE != 0 {
+            let n = r.u8()? as usize;
+            r.take(n)?;
+        }
+    }
     Ok(())
 }
 
@@ -235,6 +317,10 @@ impl<'a> Reader<'a> {
         let n = self.u8()? as usize;
         String::from_utf8(self.take(n)?.to_vec()).map_err(|_| Corrupt)
     }
+    fn str16(&mut self) -> Result<String, Corrupt> {
+        let n = self.u16()? as usize;
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| Corrupt)
+    }
 }
 
 #[cfg(test)]
@@ -256,6 +342,17 @@ mod tests {
             }),
             previous_refresh: (n % 2 == 0).then(|| TokenHash([7; 16])),
             revoked: n % 3 == 0,
+            code: (n >= 5).then(|| CodeState {
+                hash: TokenHash([n; 16]),
+                redirect_uri: "https://app.example/cb?x=1".into(),
+                redirect_given: n % 2 == 0,
+                challenge: match n % 3 {
+                    0 => None,
+                    1 => Some((pkce::Method::S256, "c".repeat(43))),
+                    _ => Some((pkce::Method::Plain, "p".repeat(128))),
+                },
+                redeemed: n % 2 == 1,
+            }),
         }
     }
 
@@ -267,6 +364,9 @@ mod tests {
                 grant(2, false, false),
                 grant(3, true, false),
                 grant(4, false, true),
+                grant(5, true, false),
+                grant(6, true, true),
+                grant(7, true, false),
             ],
         };
         let bytes = b.encode();
@@ -292,13 +392,27 @@ mod tests {
     #[test]
     fn every_truncation_and_bad_version_is_corrupt_not_a_panic() {
         let bytes = Bucket {
-            grants: vec![grant(1, true, true), grant(2, false, false)],
+            grants: vec![
+                grant(1, true, true),
+                grant(7, true, false),
+                grant(2, false, false),
+            ],
         }
         .encode();
         for cut in 1..bytes.len() {
             assert_eq!(Bucket::decode(&bytes[..cut]), Err(Corrupt), "cut at {cut}");
             let _ = Bucket::decode_one(&bytes[..cut], &[2; GRANT_ID_BYTES]);
         }
+        // An unknown code flag is corrupt too.
+        let one = Bucket {
+            grants: vec![grant(7, true, false)],
+        }
+        .encode();
+        // grant 7: S256 challenge of 43 characters at the very end.
+        let cf_at = one.len() - 43 - 1 - "https://app.example/cb?x=1".len() - 2 - 1;
+        let mut unknown = one.clone();
+        unknown[cf_at] |= 0x80;
+        assert_eq!(Bucket::decode(&unknown), Err(Corrupt));
         let mut bad = bytes.clone();
         bad[0] = 9;
         assert_eq!(Bucket::decode(&bad), Err(Corrupt));

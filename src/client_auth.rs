@@ -3,9 +3,10 @@
 
 use crate::basic_auth::{self, BasicError};
 use crate::config::{Client, TokenConfig};
-use crate::credential_cache::CredentialCache;
 use crate::form::Form;
-use crate::oauth_error::{invalid_request, ErrorCode, OAuthError};
+use crate::oauth_error::{invalid_request, throttled, ErrorCode, OAuthError};
+use crate::throttle::Subject;
+use crate::token_endpoint::ServiceEnv;
 
 const FAILED: &str = "client authentication failed";
 
@@ -13,7 +14,7 @@ pub fn authenticate<'c>(
     cfg: &'c TokenConfig,
     form: &Form,
     authorization: Option<&str>,
-    credentials: &mut CredentialCache,
+    env: &mut ServiceEnv,
 ) -> Result<&'c Client, OAuthError> {
     let challenge = |description: &str| {
         let mut e = OAuthError::new(ErrorCode::InvalidClient, description);
@@ -41,11 +42,16 @@ pub fn authenticate<'c>(
         }
         None => match (body_id, body_secret) {
             (Some(id), Some(secret)) => (id.to_string(), secret.to_string(), false),
-            (Some(_), None) => {
+            (Some(id), None) => {
+                // A public client (RFC 6749 §2.1) has no secret: its id alone
+                // identifies it.
+                if let Some(public) = cfg.client(id).filter(|c| c.public) {
+                    return Ok(public);
+                }
                 return Err(OAuthError::new(
                     ErrorCode::InvalidClient,
                     "client_secret is required for this client",
-                ))
+                ));
             }
             _ => return Err(challenge("client authentication is required")),
         },
@@ -57,18 +63,35 @@ pub fn authenticate<'c>(
             OAuthError::new(ErrorCode::InvalidClient, FAILED)
         }
     };
-    match cfg.client(&id) {
-        Some(client) if credentials.verify(&client.secret, secret.as_bytes()) => Ok(client),
+    // Checked before the slow hash: a throttled name costs no PBKDF2.
+    let now = env.clock.now_secs();
+    if let Some(wait) = cfg.throttle.retry_after(env.kv, Subject::Client(&id), now) {
+        return Err(throttled(wait));
+    }
+    let result = match cfg.client(&id) {
+        Some(client)
+            if client
+                .secret
+                .as_ref()
+                .map_or(false, |h| env.credentials.verify(h, secret.as_bytes())) =>
+        {
+            Ok(client)
+        }
         Some(_) => Err(fail()),
         None => {
             // Spend the same time as a wrong secret, so timing does not reveal
             // which client ids exist.
-            if let Some(first) = cfg.clients.first() {
-                let _ = first.secret.verify(b"\x00not-a-secret");
+            if let Some(first) = cfg.clients.iter().find_map(|c| c.secret.as_ref()) {
+                let _ = first.verify(b"\x00not-a-secret");
             }
             Err(fail())
         }
+    };
+    if result.is_err() {
+        cfg.throttle
+            .record_failure(env.kv, Subject::Client(&id), now);
     }
+    result
 }
 
 pub fn repeated(e: crate::form::FormError) -> OAuthError {

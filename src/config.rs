@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use crate::grant_store::{StoreLayout, MAX_BUCKETS, MAX_GRANTS_PER_BUCKET};
 use crate::scope;
 use crate::secret_hash::SecretHash;
+use crate::throttle::ThrottlePolicy;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -56,14 +57,19 @@ pub enum GrantType {
     ClientCredentials,
     Password,
     RefreshToken,
+    AuthorizationCode,
+    /// `response_type=token` at /authorize; never a `grant_type` at /token.
+    Implicit,
 }
 
 impl GrantType {
+    /// A `grant_type` of /token (so never `Implicit`).
     pub fn from_param(s: &str) -> Option<GrantType> {
         match s {
             "client_credentials" => Some(GrantType::ClientCredentials),
             "password" => Some(GrantType::Password),
             "refresh_token" => Some(GrantType::RefreshToken),
+            "authorization_code" => Some(GrantType::AuthorizationCode),
             _ => None,
         }
     }
@@ -72,6 +78,8 @@ impl GrantType {
             GrantType::ClientCredentials => "client_credentials",
             GrantType::Password => "password",
             GrantType::RefreshToken => "refresh_token",
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::Implicit => "implicit",
         }
     }
 }
@@ -132,6 +140,8 @@ pub struct PathsConfig {
     pub revoke: String,
     #[serde(default = "default_introspect_path")]
     pub introspect: String,
+    #[serde(default = "default_authorize_path")]
+    pub authorize: String,
 }
 
 impl Default for PathsConfig {
@@ -140,6 +150,7 @@ impl Default for PathsConfig {
             token: default_token_path(),
             revoke: default_revoke_path(),
             introspect: default_introspect_path(),
+            authorize: default_authorize_path(),
         }
     }
 }
@@ -147,11 +158,45 @@ impl Default for PathsConfig {
 /// RFC 8414 §3: fixed by the standard.
 pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleConfig {
+    #[serde(default = "default_max_failures")]
+    pub max_failures: u32,
+    #[serde(default = "default_throttle_window")]
+    pub window_seconds: u64,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        ThrottleConfig {
+            max_failures: default_max_failures(),
+            window_seconds: default_throttle_window(),
+        }
+    }
+}
+
+fn default_max_failures() -> u32 {
+    10
+}
+fn default_throttle_window() -> u64 {
+    60
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ClientFile {
     client_id: String,
-    secret_hash: String,
+    /// Required unless `public`.
+    secret_hash: Option<String>,
+    #[serde(default)]
+    public: bool,
+    #[serde(default)]
+    redirect_uris: Vec<String>,
+    #[serde(default)]
+    require_pkce: bool,
+    #[serde(default)]
+    allow_plain_pkce: bool,
     owner: Option<String>,
     grant_types: Vec<GrantType>,
     scopes: Vec<String>,
@@ -176,6 +221,8 @@ struct UserFile {
 #[serde(deny_unknown_fields)]
 struct TokenConfigFile {
     issuer: Option<String>,
+    #[serde(default)]
+    throttle: ThrottleConfig,
     #[serde(default = "default_realm")]
     realm: String,
     #[serde(default = "default_tenant")]
@@ -188,6 +235,8 @@ struct TokenConfigFile {
     store: StoreConfig,
     #[serde(default)]
     paths: PathsConfig,
+    #[serde(default = "default_code_lifetime")]
+    code_lifetime_seconds: u64,
     clients: Vec<ClientFile>,
     #[serde(default)]
     users: Vec<UserFile>,
@@ -211,6 +260,12 @@ fn default_token_path() -> String {
 fn default_revoke_path() -> String {
     "/revoke".into()
 }
+fn default_authorize_path() -> String {
+    "/authorize".into()
+}
+fn default_code_lifetime() -> u64 {
+    60
+}
 fn default_introspect_path() -> String {
     "/introspect".into()
 }
@@ -230,7 +285,15 @@ fn default_max_body() -> usize {
 #[derive(Debug, Clone)]
 pub struct Client {
     pub client_id: String,
-    pub secret: SecretHash,
+    /// `None` for a public client (RFC 6749 §2.1): it authenticates with its id alone.
+    pub secret: Option<SecretHash>,
+    pub public: bool,
+    /// Redirect URIs for /authorize, matched exactly.
+    pub redirect_uris: Vec<String>,
+    /// PKCE is required for the code flow (always true for public clients).
+    pub require_pkce: bool,
+    /// `code_challenge_method=plain` is accepted (otherwise S256 only).
+    pub allow_plain_pkce: bool,
     /// `AuthorizedUser` of the client's application tokens at /revoke.
     pub owner: String,
     pub grant_types: Vec<GrantType>,
@@ -244,6 +307,20 @@ pub struct Client {
 impl Client {
     pub fn allows(&self, g: GrantType) -> bool {
         self.grant_types.contains(&g)
+    }
+
+    /// The redirect URI of an authorization request: the one named, if it is
+    /// registered (exact match), or the only registered one when none is named.
+    pub fn redirect_uri<'a>(&'a self, requested: Option<&'a str>) -> Option<&'a str> {
+        match requested {
+            Some(r) => self
+                .redirect_uris
+                .iter()
+                .find(|u| u.as_str() == r)
+                .map(|u| u.as_str()),
+            None if self.redirect_uris.len() == 1 => self.redirect_uris.first().map(|u| u.as_str()),
+            None => None,
+        }
     }
 }
 
@@ -259,17 +336,110 @@ pub struct User {
 pub struct TokenConfig {
     /// RFC 8414 issuer; `None`: derived from each metadata request's scheme and host.
     pub issuer: Option<String>,
+    pub throttle: ThrottlePolicy,
     pub realm: String,
     pub default_tenant: String,
     pub max_body_bytes: usize,
     pub store: StoreLayout,
     pub paths: PathsConfig,
+    /// Seconds an authorization code stays redeemable.
+    pub code_lifetime: u64,
     pub clients: Vec<Client>,
     pub users: Vec<User>,
 }
 
 /// A year: no token should outlive that.
 const MAX_LIFETIME: u64 = 366 * 86400;
+/// RFC 6749 §4.1.2 recommends at most 10 minutes.
+const MAX_CODE_LIFETIME: u64 = 600;
+const MAX_REDIRECT_URI: usize = 1024;
+
+/// The settings of clients that use /authorize: public clients, redirect URIs.
+fn check_browser_client(i: usize, c: &ClientFile) -> Result<(), ConfigError> {
+    let at = |f: &str| format!("clients[{i}].{f}");
+    if c.public {
+        for (j, g) in c.grant_types.iter().enumerate() {
+            if !matches!(g, GrantType::AuthorizationCode | GrantType::Implicit) {
+                return Err(err(
+                    format!("clients[{i}].grant_types[{j}]"),
+                    format!(
+                        "a public client may use only authorization_code and implicit, not {}",
+                        g.as_str()
+                    ),
+                ));
+            }
+        }
+        if c.resource_server {
+            return Err(err(
+                at("resource_server"),
+                "a public client cannot be a resource server",
+            ));
+        }
+    }
+    let browser = c
+        .grant_types
+        .iter()
+        .any(|g| matches!(g, GrantType::AuthorizationCode | GrantType::Implicit));
+    if browser && c.redirect_uris.is_empty() {
+        return Err(err(
+            at("redirect_uris"),
+            "at least one redirect URI is required for authorization_code or implicit",
+        ));
+    }
+    if !browser && !c.redirect_uris.is_empty() {
+        return Err(err(
+            at("redirect_uris"),
+            "only clients with authorization_code or implicit use redirect URIs",
+        ));
+    }
+    if (c.require_pkce || c.allow_plain_pkce)
+        && !c.grant_types.contains(&GrantType::AuthorizationCode)
+    {
+        return Err(err(
+            at(if c.require_pkce {
+                "require_pkce"
+            } else {
+                "allow_plain_pkce"
+            }),
+            "applies only to clients with authorization_code",
+        ));
+    }
+    for (j, u) in c.redirect_uris.iter().enumerate() {
+        let field = format!("clients[{i}].redirect_uris[{j}]");
+        let scheme_ok = u.split_once(':').map_or(false, |(scheme, rest)| {
+            !rest.is_empty()
+                && scheme
+                    .bytes()
+                    .next()
+                    .map_or(false, |b| b.is_ascii_alphabetic())
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        });
+        let web = u.starts_with("http://") || u.starts_with("https://");
+        let host_ok = !web
+            || u.split("//")
+                .nth(1)
+                .map_or(false, |a| !a.is_empty() && !a.starts_with('/'));
+        if u.len() > MAX_REDIRECT_URI
+            || !scheme_ok
+            || !host_ok
+            || u.contains('#')
+            || !u.bytes().all(|b| (0x21..=0x7e).contains(&b))
+        {
+            return Err(err(
+                field,
+                format!(
+                    "must be an absolute URI without fragment, spaces or non-ASCII, at most {MAX_REDIRECT_URI} characters"
+                ),
+            ));
+        }
+        if c.redirect_uris[..j].contains(u) {
+            return Err(err(field, "appears twice"));
+        }
+    }
+    Ok(())
+}
 
 impl TokenConfig {
     pub fn parse(bytes: &[u8]) -> Result<TokenConfig, ConfigError> {
@@ -296,6 +466,7 @@ impl TokenConfig {
             ("paths.token", &file.paths.token),
             ("paths.revoke", &file.paths.revoke),
             ("paths.introspect", &file.paths.introspect),
+            ("paths.authorize", &file.paths.authorize),
         ];
         for (i, (name, p)) in paths.iter().enumerate() {
             if !p.starts_with('/')
@@ -325,6 +496,12 @@ impl TokenConfig {
             }
             check_header_text("issuer", issuer)?;
         }
+        if !(1..=MAX_CODE_LIFETIME).contains(&file.code_lifetime_seconds) {
+            return Err(err(
+                "code_lifetime_seconds",
+                format!("must be between 1 and {MAX_CODE_LIFETIME} seconds"),
+            ));
+        }
         if file.clients.is_empty() {
             return Err(err("clients", "at least one client is required"));
         }
@@ -339,14 +516,31 @@ impl TokenConfig {
                     format!("`{}` appears twice", c.client_id),
                 ));
             }
-            let secret =
-                SecretHash::parse(&c.secret_hash).map_err(|m| err(at("secret_hash"), m))?;
+            let secret = match (&c.secret_hash, c.public) {
+                (Some(h), false) => {
+                    Some(SecretHash::parse(h).map_err(|m| err(at("secret_hash"), m))?)
+                }
+                (None, true) => None,
+                (Some(_), true) => {
+                    return Err(err(
+                        at("secret_hash"),
+                        "a public client has no secret: remove `secret_hash` or `public`",
+                    ))
+                }
+                (None, false) => {
+                    return Err(err(
+                        at("secret_hash"),
+                        "required unless the client is `public: true`",
+                    ))
+                }
+            };
             if c.grant_types.is_empty() {
                 return Err(err(
                     at("grant_types"),
                     "at least one grant type is required",
                 ));
             }
+            check_browser_client(i, c)?;
             check_scopes(&at("scopes"), &c.scopes)?;
             let defaults = scope::parse(&c.default_scope)
                 .map_err(|bad| err(at("default_scope"), format!("`{bad}` is not a valid scope")))?;
@@ -378,6 +572,10 @@ impl TokenConfig {
             clients.push(Client {
                 client_id: c.client_id.clone(),
                 secret,
+                public: c.public,
+                redirect_uris: c.redirect_uris.clone(),
+                require_pkce: c.require_pkce || c.public,
+                allow_plain_pkce: c.allow_plain_pkce,
                 owner,
                 grant_types: c.grant_types.clone(),
                 scopes: c.scopes.clone(),
@@ -421,8 +619,18 @@ impl TokenConfig {
                 scopes: u.scopes.clone(),
             });
         }
+        if file.throttle.max_failures > 0 && !(1..=86400).contains(&file.throttle.window_seconds) {
+            return Err(err(
+                "throttle.window_seconds",
+                "must be between 1 and 86400",
+            ));
+        }
         Ok(TokenConfig {
             issuer: file.issuer,
+            throttle: ThrottlePolicy {
+                max_failures: file.throttle.max_failures,
+                window_seconds: file.throttle.window_seconds,
+            },
             realm: file.realm,
             default_tenant: file.default_tenant,
             max_body_bytes: file.max_body_bytes,
@@ -431,6 +639,7 @@ impl TokenConfig {
                 grants_per_bucket: file.store.grants_per_bucket,
             },
             paths: file.paths,
+            code_lifetime: file.code_lifetime_seconds,
             clients,
             users,
         })
@@ -442,14 +651,17 @@ impl TokenConfig {
 
     /// A user by `name` (in the default tenant) or `name@tenant`.
     pub fn user(&self, username: &str) -> Option<&User> {
-        let qualified;
-        let id = if username.contains('@') {
-            username
-        } else {
-            qualified = format!("{username}@{}", self.default_tenant);
-            &qualified
-        };
+        let id = self.qualified_username(username);
         self.users.iter().find(|u| u.id == id)
+    }
+
+    /// `name@tenant`, with the default tenant when none is given.
+    pub fn qualified_username(&self, username: &str) -> String {
+        if username.contains('@') {
+            username.to_string()
+        } else {
+            format!("{username}@{}", self.default_tenant)
+        }
     }
 }
 

@@ -3,12 +3,29 @@
 //! revocation and reuse detection each rewrite this one record, so they are
 //! atomic under one CAS.
 
+use crate::pkce;
 use crate::token::{GrantId, TokenHash, TokenKind};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshState {
     pub hash: TokenHash,
     pub expires_at: u64,
+}
+
+/// The authorization code a grant started from (RFC 6749 §4.1). Until it is
+/// redeemed the grant has no usable token: `access_hash` holds the code's hash
+/// and `access_expires_at` the code's expiry. After redemption the record keeps
+/// the code's hash, so a second presentation is recognised and revokes the grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeState {
+    pub hash: TokenHash,
+    /// The redirect URI the code is bound to.
+    pub redirect_uri: String,
+    /// The authorization request named `redirect_uri` (then the token request must too).
+    pub redirect_given: bool,
+    /// PKCE challenge and method (RFC 7636), if the request carried one.
+    pub challenge: Option<(pkce::Method, String)>,
+    pub redeemed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +45,8 @@ pub struct Grant {
     /// means a stolen or replayed token (RFC 9700 §4.14.2).
     pub previous_refresh: Option<TokenHash>,
     pub revoked: bool,
+    /// Set for grants from an authorization code.
+    pub code: Option<CodeState>,
 }
 
 impl Grant {
@@ -40,7 +59,7 @@ impl Grant {
 
     /// The presented token is this grant's current token of its kind and still valid.
     pub fn accepts(&self, kind: TokenKind, hash: &TokenHash, now: u64) -> bool {
-        if self.revoked {
+        if self.revoked || self.awaits_redemption() {
             return false;
         }
         match kind {
@@ -52,10 +71,15 @@ impl Grant {
         }
     }
 
+    /// An authorization code grant whose code was not redeemed yet: no token.
+    pub fn awaits_redemption(&self) -> bool {
+        self.code.as_ref().map_or(false, |c| !c.redeemed)
+    }
+
     /// The presented token belongs to this grant, whatever its state (for revocation).
     pub fn owns(&self, kind: TokenKind, hash: &TokenHash) -> bool {
         match kind {
-            TokenKind::Access => self.access_hash.matches(hash),
+            TokenKind::Access => !self.awaits_redemption() && self.access_hash.matches(hash),
             TokenKind::Refresh => self
                 .refresh
                 .as_ref()

@@ -18,6 +18,11 @@ use crate::host::{KvStore, RandomUnavailable, Randomness, WriteError};
 use crate::scope;
 use crate::token::{self, MintedToken, ParsedToken, TokenHash, TokenKind};
 
+// Authorization codes: transactions on the same grant records (a child module,
+// so it shares the store's private helpers).
+mod codes;
+pub use codes::{CodeBinding, CodeRedemption, RedeemError, CODE_INVALID};
+
 /// Tokens name their bucket in 4 bytes; the store never reads beyond this.
 pub const MAX_BUCKETS: u32 = 1 << 20;
 pub const MAX_GRANTS_PER_BUCKET: u16 = 1024;
@@ -242,6 +247,7 @@ impl<'a> GrantStore<'a> {
                     }),
                 previous_refresh: None,
                 revoked: false,
+                code: None,
             };
             let mut txn = Insert {
                 grant,

@@ -163,6 +163,7 @@ fn default_token_paths() -> Vec<String> {
         "/token",
         "/revoke",
         "/introspect",
+        "/authorize",
         "/.well-known/oauth-authorization-server",
     ]
     .map(String::from)

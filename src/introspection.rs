@@ -52,7 +52,14 @@ fn introspect(
     req: &EndpointRequest,
 ) -> Result<(String, Outcome), OAuthError> {
     let form = read_form(cfg, req)?;
-    let caller = authenticate(cfg, &form, req.authorization, env.credentials)?;
+    let caller = authenticate(cfg, &form, req.authorization, env)?;
+    // RFC 7662 §2.1 wants the caller authorized: an id alone is not enough.
+    if caller.public {
+        return Err(crate::oauth_error::OAuthError::new(
+            crate::oauth_error::ErrorCode::InvalidClient,
+            "a public client may not introspect tokens",
+        ));
+    }
     let Some(presented) = form.one("token").map_err(repeated)? else {
         return Err(invalid_request("token is required"));
     };

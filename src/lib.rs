@@ -4,6 +4,7 @@
 //! protocol and the store run and are tested natively; `wasm` is the thin glue
 //! to the proxy-wasm ABI.
 
+pub mod authorize;
 pub mod basic_auth;
 pub mod bearer_guard;
 pub mod bucket;
@@ -16,11 +17,15 @@ pub mod grant_store;
 pub mod guard_config;
 pub mod host;
 pub mod introspection;
+pub mod login_page;
 pub mod metadata;
 pub mod oauth_error;
+pub mod pending_authorization;
+pub mod pkce;
 pub mod response;
 pub mod scope;
 pub mod secret_hash;
+pub mod throttle;
 pub mod token;
 pub mod token_endpoint;
 pub mod validation_cache;

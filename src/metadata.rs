@@ -32,6 +32,8 @@ pub fn metadata(cfg: &TokenConfig, scheme: &str, host: &str) -> Response {
     }
     let order = |g: &&str| {
         [
+            GrantType::AuthorizationCode,
+            GrantType::Implicit,
             GrantType::ClientCredentials,
             GrantType::Password,
             GrantType::RefreshToken,
@@ -40,20 +42,52 @@ pub fn metadata(cfg: &TokenConfig, scheme: &str, host: &str) -> Response {
         .position(|x| x.as_str() == *g)
     };
     grants.sort_by_key(order);
-    let auth_methods = ["client_secret_basic", "client_secret_post"];
-    let body = json!({
+    let secret_methods = ["client_secret_basic", "client_secret_post"];
+    // Public clients authenticate with their id alone ("none") at /token and /revoke.
+    let mut public_methods = secret_methods.to_vec();
+    if cfg.clients.iter().any(|c| c.public) {
+        public_methods.push("none");
+    }
+    let any = |g: GrantType| cfg.clients.iter().any(|c| c.allows(g));
+    let mut response_types: Vec<&str> = Vec::new();
+    if any(GrantType::AuthorizationCode) {
+        response_types.push("code");
+    }
+    if any(GrantType::Implicit) {
+        response_types.push("token");
+    }
+    let mut body = json!({
         "issuer": issuer,
         "token_endpoint": format!("{issuer}{}", cfg.paths.token),
         "revocation_endpoint": format!("{issuer}{}", cfg.paths.revoke),
         "introspection_endpoint": format!("{issuer}{}", cfg.paths.introspect),
         "grant_types_supported": grants,
-        // No authorization endpoint is served, so no response type is.
-        "response_types_supported": [],
+        // Empty when no client uses /authorize.
+        "response_types_supported": response_types,
         "scopes_supported": scopes,
-        "token_endpoint_auth_methods_supported": auth_methods,
-        "revocation_endpoint_auth_methods_supported": auth_methods,
-        "introspection_endpoint_auth_methods_supported": auth_methods,
+        "token_endpoint_auth_methods_supported": public_methods,
+        "revocation_endpoint_auth_methods_supported": public_methods,
+        "introspection_endpoint_auth_methods_supported": secret_methods,
     });
+    if !response_types.is_empty() {
+        body["authorization_endpoint"] = json!(format!("{issuer}{}", cfg.paths.authorize));
+        body["response_modes_supported"] = json!(if any(GrantType::Implicit) {
+            vec!["query", "fragment"]
+        } else {
+            vec!["query"]
+        });
+    }
+    if any(GrantType::AuthorizationCode) {
+        let mut methods = vec!["S256"];
+        if cfg
+            .clients
+            .iter()
+            .any(|c| c.allow_plain_pkce && c.allows(GrantType::AuthorizationCode))
+        {
+            methods.push("plain");
+        }
+        body["code_challenge_methods_supported"] = json!(methods);
+    }
     Response::json(200, body.to_string()).header("cache-control", "max-age=60")
 }
 

@@ -97,6 +97,16 @@ impl OAuthError {
     }
 }
 
+/// Too many failed authentications for a client or user: 429 with `Retry-After`.
+pub fn throttled(retry_after: u64) -> OAuthError {
+    OAuthError::new(
+        ErrorCode::TemporarilyUnavailable,
+        "too many failed attempts; retry later",
+    )
+    .with_status(429)
+    .with_header("retry-after", retry_after.to_string())
+}
+
 pub fn invalid_request(description: impl Into<String>) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidRequest, description)
 }

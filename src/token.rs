@@ -73,6 +73,16 @@ pub struct ParsedToken {
 
 /// Parses a presented token. Anything that is not exactly our format is `None`.
 pub fn parse(text: &str) -> Option<ParsedToken> {
+    let (tag, bucket, grant_id, hash) = parse_raw(text)?;
+    Some(ParsedToken {
+        kind: TokenKind::from_tag(tag)?,
+        bucket,
+        grant_id,
+        hash,
+    })
+}
+
+fn parse_raw(text: &str) -> Option<(u8, u32, GrantId, TokenHash)> {
     if text.len() != TOKEN_CHARS {
         return None;
     }
@@ -83,16 +93,52 @@ pub fn parse(text: &str) -> Option<ParsedToken> {
     if n != TOKEN_BYTES {
         return None;
     }
-    let kind = TokenKind::from_tag(raw[0])?;
     let bucket = u32::from_be_bytes([raw[1], raw[2], raw[3], raw[4]]);
     let mut grant_id = [0u8; GRANT_ID_BYTES];
     grant_id.copy_from_slice(&raw[5..5 + GRANT_ID_BYTES]);
-    Some(ParsedToken {
-        kind,
+    Some((raw[0], bucket, grant_id, hash_bytes(&raw)))
+}
+
+/// Secrets in the token format that are not bearer tokens: [`parse`] refuses
+/// them, so neither the guard nor introspection ever accepts one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandleKind {
+    /// An authorization code (RFC 6749 §4.1.2); `bucket | grant id` name its grant.
+    Code,
+    /// The one-time token of a login form; `bucket | id` name its pending request.
+    LoginForm,
+}
+
+impl HandleKind {
+    fn tag(self) -> u8 {
+        match self {
+            HandleKind::Code => 0xc1,
+            HandleKind::LoginForm => 0xf1,
+        }
+    }
+}
+
+/// [`parse`] for a [`HandleKind`]: `None` unless it is exactly that kind.
+pub fn parse_handle(text: &str, kind: HandleKind) -> Option<ParsedToken> {
+    let (tag, bucket, grant_id, hash) = parse_raw(text)?;
+    // `kind` of the result is irrelevant to callers of handles; Access is a
+    // placeholder that never reaches a bearer check.
+    (tag == kind.tag()).then_some(ParsedToken {
+        kind: TokenKind::Access,
         bucket,
         grant_id,
-        hash: hash_bytes(&raw),
+        hash,
     })
+}
+
+/// [`mint`] for a [`HandleKind`].
+pub fn mint_handle(
+    kind: HandleKind,
+    bucket: u32,
+    grant_id: &GrantId,
+    rng: &dyn Randomness,
+) -> Result<MintedToken, RandomUnavailable> {
+    mint_tagged(kind.tag(), bucket, grant_id, rng)
 }
 
 fn hash_bytes(raw: &[u8]) -> TokenHash {
@@ -120,8 +166,17 @@ pub fn mint(
     grant_id: &GrantId,
     rng: &dyn Randomness,
 ) -> Result<MintedToken, RandomUnavailable> {
+    mint_tagged(kind.tag(), bucket, grant_id, rng)
+}
+
+fn mint_tagged(
+    tag: u8,
+    bucket: u32,
+    grant_id: &GrantId,
+    rng: &dyn Randomness,
+) -> Result<MintedToken, RandomUnavailable> {
     let mut raw = [0u8; TOKEN_BYTES];
-    raw[0] = kind.tag();
+    raw[0] = tag;
     raw[1..5].copy_from_slice(&bucket.to_be_bytes());
     raw[5..5 + GRANT_ID_BYTES].copy_from_slice(grant_id);
     rng.fill(&mut raw[5 + GRANT_ID_BYTES..])?;
@@ -168,6 +223,19 @@ mod tests {
         let t = mint(TokenKind::Access, 1, &id, &HostRandomness).unwrap();
         assert!(parse(&format!("{}=", &t.text[..63])).is_none());
         assert!(parse(&format!("{}x", t.text)).is_none());
+    }
+
+    #[test]
+    fn handles_are_never_bearer_tokens_and_kinds_do_not_mix() {
+        let id = new_grant_id(&HostRandomness).unwrap();
+        let code = mint_handle(HandleKind::Code, 9, &id, &HostRandomness).unwrap();
+        assert!(parse(&code.text).is_none());
+        assert!(parse_handle(&code.text, HandleKind::LoginForm).is_none());
+        let p = parse_handle(&code.text, HandleKind::Code).unwrap();
+        assert_eq!((p.bucket, p.grant_id), (9, id));
+        assert!(p.hash.matches(&code.hash));
+        let access = mint(TokenKind::Access, 9, &id, &HostRandomness).unwrap();
+        assert!(parse_handle(&access.text, HandleKind::Code).is_none());
     }
 
     #[test]

@@ -12,9 +12,10 @@ use crate::grant_store::{
     GrantRequest, GrantStore, IssuedTokens, Lifetimes, RefreshError, StoreError, TxnReport,
 };
 use crate::host::{Clock, KvStore, Randomness};
-use crate::oauth_error::{invalid_request, ErrorCode, OAuthError};
+use crate::oauth_error::{invalid_request, throttled, ErrorCode, OAuthError};
 use crate::response::Response;
 use crate::scope;
+use crate::throttle::Subject;
 use crate::token;
 
 /// What the glue needs from one request.
@@ -165,7 +166,7 @@ fn token_inner(
     let Some(grant_param) = grant_param else {
         return Err(invalid_request("grant_type is required"));
     };
-    let client = authenticate(cfg, &form, req.authorization, env.credentials)?;
+    let client = authenticate(cfg, &form, req.authorization, env)?;
     let Some(grant_type) = GrantType::from_param(grant_param) else {
         return Err(OAuthError::new(
             ErrorCode::UnsupportedGrantType,
@@ -187,6 +188,14 @@ fn token_inner(
         )
     })?;
     let issued = match grant_type {
+        GrantType::AuthorizationCode => crate::authorize::exchange_code(client, &form, store, now)?,
+        // `from_param` never yields it: implicit is a response_type at /authorize.
+        GrantType::Implicit => {
+            return Err(OAuthError::new(
+                ErrorCode::UnsupportedGrantType,
+                "implicit is not a grant type of the token endpoint",
+            ))
+        }
         GrantType::ClientCredentials => {
             let scope = resolve_scope(client, &requested, None)?;
             let req = GrantRequest {
@@ -206,15 +215,21 @@ fn token_inner(
             let (Some(username), Some(password)) = (username, password) else {
                 return Err(invalid_request("username and password are required"));
             };
-            let user = cfg
+            let subject_name = cfg.qualified_username(username);
+            let subject = Subject::User(&subject_name);
+            if let Some(wait) = cfg.throttle.retry_after(env.kv, subject, now) {
+                return Err(throttled(wait));
+            }
+            let Some(user) = cfg
                 .user(username)
                 .filter(|u| env.credentials.verify(&u.password, password.as_bytes()))
-                .ok_or_else(|| {
-                    OAuthError::new(
-                        ErrorCode::InvalidGrant,
-                        "invalid resource owner credentials",
-                    )
-                })?;
+            else {
+                cfg.throttle.record_failure(env.kv, subject, now);
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidGrant,
+                    "invalid resource owner credentials",
+                ));
+            };
             let scope = resolve_scope(client, &requested, Some(&user.scopes))?;
             let req = GrantRequest {
                 client_id: client.client_id.clone(),
@@ -322,7 +337,7 @@ fn revoke_inner(
     req: &EndpointRequest,
 ) -> Result<(Response, Outcome), OAuthError> {
     let form = read_form(cfg, req)?;
-    let client = authenticate(cfg, &form, req.authorization, env.credentials)?;
+    let client = authenticate(cfg, &form, req.authorization, env)?;
     let Some(presented) = form.one("token").map_err(repeated)? else {
         return Err(invalid_request("token is required"));
     };

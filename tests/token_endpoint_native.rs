@@ -629,3 +629,88 @@ fn metadata_is_derived_from_the_configuration() {
     assert_eq!(v["issuer"], "https://gw.example:8443");
     assert_eq!(v["token_endpoint"], "https://gw.example:8443/oauth2/token");
 }
+
+#[test]
+fn failed_client_authentication_is_throttled_per_client_id() {
+    let mut w = World::new();
+    w.cfg = TokenConfig::parse(
+        config()
+            .replacen(
+                "{ \"realm\"",
+                "{ \"throttle\": { \"max_failures\": 3, \"window_seconds\": 30 }, \"realm\"",
+                1,
+            )
+            .as_bytes(),
+    )
+    .unwrap();
+    for _ in 0..3 {
+        assert_error(
+            &w.token(Some(&basic(C1, "guess")), "grant_type=client_credentials"),
+            401,
+            "invalid_client",
+        );
+    }
+    // Now even the right secret waits: 429 with Retry-After, RFC 6749-shaped.
+    let r = w.token(Some(&basic(C1, S1)), "grant_type=client_credentials");
+    assert_error(&r, 429, "temporarily_unavailable");
+    assert_eq!(r.header_value("retry-after"), Some("30"));
+    // Other clients are unaffected; the window ends.
+    assert_eq!(
+        w.token(Some(&basic(C2, S2)), "grant_type=client_credentials")
+            .status,
+        200
+    );
+    w.clock.advance(30);
+    assert_eq!(
+        w.token(Some(&basic(C1, S1)), "grant_type=client_credentials")
+            .status,
+        200
+    );
+}
+
+#[test]
+fn failed_passwords_are_throttled_per_username() {
+    let mut w = World::new();
+    w.cfg = TokenConfig::parse(
+        config()
+            .replacen(
+                "{ \"realm\"",
+                "{ \"throttle\": { \"max_failures\": 2, \"window_seconds\": 30 }, \"realm\"",
+                1,
+            )
+            .as_bytes(),
+    )
+    .unwrap();
+    let auth = basic(C1, S1);
+    for _ in 0..2 {
+        assert_error(
+            &w.token(
+                Some(&auth),
+                "grant_type=password&username=admin&password=guess",
+            ),
+            400,
+            "invalid_grant",
+        );
+    }
+    // `admin` and `admin@carbon.super` are one user.
+    let r = w.token(
+        Some(&auth),
+        "grant_type=password&username=admin%40carbon.super&password=admin",
+    );
+    assert_error(&r, 429, "temporarily_unavailable");
+    assert!(r.header_value("retry-after").is_some());
+    // The client itself is not throttled by its user's failures.
+    assert_eq!(
+        w.token(Some(&auth), "grant_type=client_credentials").status,
+        200
+    );
+    w.clock.advance(31);
+    assert_eq!(
+        w.token(
+            Some(&auth),
+            "grant_type=password&username=admin&password=admin"
+        )
+        .status,
+        200
+    );
+}

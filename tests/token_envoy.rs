@@ -453,11 +453,11 @@ fn concurrent_issuance_loses_nothing() {
     let e = token_only("");
     let base = e.base_url("http");
     let auth = basic_auth(C1, S1);
-    // 16 threads x 25 requests, each on its own connection, over both workers;
+    // 16 threads x 625 requests, each on its own connection, over both workers;
     // 64 buckets make CAS conflicts between workers likely.
     let url = format!("{base}/token");
     let per_thread = concurrently(16, move |_| {
-        (0..25)
+        (0..625)
             .map(|_| {
                 let r = post_form(
                     &url,
@@ -471,17 +471,33 @@ fn concurrent_issuance_loses_nothing() {
     });
     let tokens: Vec<String> = per_thread.into_iter().flatten().collect();
     let distinct: std::collections::HashSet<&String> = tokens.iter().collect();
-    assert_eq!((tokens.len(), distinct.len()), (400, 400));
-    // Every one is in the store: revoking it finds it (a lost write would answer without headers).
-    let auth = basic_auth(C1, S1);
-    for t in &tokens {
-        let r = post_form(
-            &format!("{base}/revoke"),
-            &[("token", t)],
-            &[("authorization", &auth)],
-        );
-        assert!(r.header("revokedaccesstoken").is_some(), "token lost");
-    }
+    assert_eq!((tokens.len(), distinct.len()), (10_000, 10_000));
+    // Every one is in the store (a write lost to a CAS race would be inactive).
+    let tokens = Arc::new(tokens);
+    let lost: usize = concurrently(8, move |i| {
+        let auth = basic_auth(C1, S1);
+        tokens
+            .iter()
+            .skip(i)
+            .step_by(8)
+            .filter(|t| {
+                post_form(
+                    &format!("{base}/introspect"),
+                    &[("token", t)],
+                    &[("authorization", &auth)],
+                )
+                .json()["active"]
+                    != true
+            })
+            .count()
+    })
+    .into_iter()
+    .sum();
+    assert_eq!(lost, 0);
+    assert!(
+        e.counter("wasmcustom.oauth2.store.cas_retries") > 0,
+        "no CAS conflict happened: the test proved nothing"
+    );
 }
 
 #[test]
@@ -545,4 +561,134 @@ fn introspection_and_metadata_through_envoy() {
         Some(b""),
     );
     assert_eq!(r.status, 405);
+}
+
+#[test]
+fn concurrent_revoke_and_refresh_never_leave_a_live_token_of_a_revoked_grant() {
+    let e = token_only("");
+    let base = e.base_url("http");
+    let auth = basic_auth(C1, S1);
+    let mut revoked_first = 0;
+    let mut refreshed_first = 0;
+    for round in 0..40 {
+        let t = post_form(
+            &format!("{base}/token"),
+            &[
+                ("grant_type", "password"),
+                ("username", "admin"),
+                ("password", "admin"),
+            ],
+            &[("authorization", &auth)],
+        )
+        .json();
+        let (at, rt) = (
+            t["access_token"].as_str().unwrap().to_string(),
+            t["refresh_token"].as_str().unwrap().to_string(),
+        );
+        // Revoke with the access token half the time, the refresh token otherwise.
+        let revoke_with = if round % 2 == 0 {
+            at.clone()
+        } else {
+            rt.clone()
+        };
+        let (b, a) = (base.clone(), auth.clone());
+        let mut results = concurrently(2, move |i| {
+            if i == 0 {
+                let r = post_form(
+                    &format!("{b}/token"),
+                    &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+                    &[("authorization", &a)],
+                );
+                (
+                    r.status,
+                    r.header("revokedaccesstoken").is_some(),
+                    if r.status == 200 {
+                        Some(r.json())
+                    } else {
+                        None
+                    },
+                )
+            } else {
+                let r = post_form(
+                    &format!("{b}/revoke"),
+                    &[("token", &revoke_with)],
+                    &[("authorization", &a)],
+                );
+                (r.status, r.header("revokedaccesstoken").is_some(), None)
+            }
+        });
+        let (revoke, refresh) = (results.pop().unwrap(), results.pop().unwrap());
+        let introspect = |tok: &str| {
+            post_form(
+                &format!("{base}/introspect"),
+                &[("token", tok)],
+                &[("authorization", &auth)],
+            )
+            .json()["active"]
+                == true
+        };
+        assert!(!introspect(&at), "the old access token survived");
+        if revoke.1 {
+            // The grant was revoked: nothing of it may live, whatever the refresh answered.
+            if let Some(n) = &refresh.2 {
+                assert!(
+                    !introspect(n["access_token"].as_str().unwrap()),
+                    "new access token of a revoked grant"
+                );
+                assert!(
+                    !introspect(n["refresh_token"].as_str().unwrap()),
+                    "new refresh token of a revoked grant"
+                );
+            }
+            revoked_first += 1;
+        } else {
+            // The revocation found nothing: the refresh won and rotated the presented token away.
+            assert_eq!(refresh.0, 200);
+            refreshed_first += 1;
+        }
+    }
+    assert_eq!(revoked_first + refreshed_first, 40);
+}
+
+#[test]
+fn brute_force_is_throttled_through_envoy() {
+    let e = token_only(r#","throttle":{"max_failures":3,"window_seconds":60}"#);
+    let url = format!("{}/token", e.base_url("http"));
+    for _ in 0..3 {
+        assert_eq!(
+            post_form(
+                &url,
+                &[("grant_type", "client_credentials")],
+                &[("authorization", &basic_auth(C1, "guess"))]
+            )
+            .status,
+            401
+        );
+    }
+    // Shared by both workers: the right secret now waits too, on any connection.
+    for _ in 0..4 {
+        let r = post_form(
+            &url,
+            &[("grant_type", "client_credentials")],
+            &[("authorization", &basic_auth(C1, S1))],
+        );
+        assert_eq!(
+            (r.status, r.json()["error"].as_str()),
+            (429, Some("temporarily_unavailable"))
+        );
+        assert!(r
+            .header("retry-after")
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(false, |s| s > 0 && s <= 60));
+    }
+    assert_eq!(
+        post_form(
+            &url,
+            &[("grant_type", "client_credentials")],
+            &[("authorization", &basic_auth(C2, S2))]
+        )
+        .status,
+        200
+    );
+    assert_eq!(e.counter("wasmcustom.oauth2.throttled"), 4);
 }

@@ -1,5 +1,7 @@
 //! Glue for the token endpoint filter (root_id `oauth2_token`): buffer the form
-//! body of POST /token and /revoke, call the core, answer locally.
+//! body of POST /token, /revoke, /introspect and /authorize (the login form),
+//! answer GET /authorize and the metadata from the headers, call the core,
+//! answer locally.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -8,6 +10,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use super::host::{self, HostClock, SharedDataKv};
+use crate::authorize::{handle_authorize, AuthorizeRequest, AuthorizeResult};
 use crate::config::{ConfigError, TokenConfig, METADATA_PATH};
 use crate::credential_cache::CredentialCache;
 use crate::grant_store::{GrantStore, TxnReport};
@@ -15,6 +18,7 @@ use crate::host::{HostRandomness, Randomness};
 use crate::introspection::handle_introspect;
 use crate::metadata::metadata;
 use crate::response::Response;
+use crate::throttle::ThrottlePolicy;
 use crate::token_endpoint::{
     handle_revoke, handle_token, method_not_allowed, payload_too_large, EndpointRequest,
     EndpointResult, Outcome, ServiceEnv,
@@ -39,6 +43,14 @@ pub fn configure(bytes: &[u8]) -> Result<Rc<TokenShared>, ConfigError> {
             field: "store".into(),
             message: "could not create the shared-data keys".into(),
         })?;
+    ThrottlePolicy::ensure_created(&SharedDataKv).map_err(|_| ConfigError {
+        field: "throttle".into(),
+        message: "could not create the shared-data keys".into(),
+    })?;
+    crate::pending_authorization::ensure_created(&SharedDataKv).map_err(|_| ConfigError {
+        field: "(store)".into(),
+        message: "could not create the shared-data keys of pending authorizations".into(),
+    })?;
     if created > 0 {
         log::info!(
             "token store: created {created} shared-data keys ({} buckets x {} grants = {} grants at most)",
@@ -58,6 +70,8 @@ enum Endpoint {
     Token,
     Revoke,
     Introspect,
+    /// The login form's POST (the GET is answered from the headers).
+    Authorize,
 }
 
 pub struct TokenHttp {
@@ -106,6 +120,19 @@ impl TokenHttp {
             body,
         };
         let result = match endpoint {
+            Endpoint::Authorize => {
+                let areq = AuthorizeRequest {
+                    method: "POST",
+                    query: "",
+                    content_type: self.content_type.as_deref(),
+                    body,
+                };
+                let result = handle_authorize(&shared.cfg, &mut env, &areq);
+                drop(credentials);
+                record_authorize(&result);
+                let r = result.response;
+                return self.answer(r.status, &r.headers, &r.body);
+            }
             Endpoint::Token => handle_token(&shared.cfg, &mut env, &req),
             Endpoint::Revoke => handle_revoke(&shared.cfg, &mut env, &req),
             Endpoint::Introspect => handle_introspect(&shared.cfg, &mut env, &req),
@@ -121,6 +148,9 @@ impl TokenHttp {
 }
 
 fn record(result: &EndpointResult) {
+    if result.response.status == 429 {
+        host::count("oauth2.throttled", 1);
+    }
     match result.outcome {
         Outcome::Issued(g) => host::count(&format!("oauth2.token.issued.{}", g.as_str()), 1),
         Outcome::Revoked => host::count("oauth2.revoke.revoked", 1),
@@ -132,6 +162,11 @@ fn record(result: &EndpointResult) {
     record_store(&result.store);
 }
 
+fn record_authorize(result: &AuthorizeResult) {
+    host::count(&format!("oauth2.authorize.{}", result.outcome.as_str()), 1);
+    record_store(&result.store);
+}
+
 pub fn record_store(r: &TxnReport) {
     host::count("oauth2.store.cas_retries", r.cas_retries as u64);
     host::count("oauth2.store.corrupt_values", r.corrupt_values as u64);
@@ -140,6 +175,31 @@ pub fn record_store(r: &TxnReport) {
 }
 
 impl TokenHttp {
+    /// `/authorize` with any method but POST: answered from the headers alone.
+    fn serve_authorize(&mut self, method: &str, query: &str) -> Action {
+        let shared = self.shared.clone();
+        let Ok(mut credentials) = shared.credentials.try_borrow_mut() else {
+            return Action::Continue;
+        };
+        let mut env = ServiceEnv {
+            kv: &SharedDataKv,
+            clock: &HostClock,
+            rng: &HostRandomness,
+            credentials: &mut credentials,
+        };
+        let req = AuthorizeRequest {
+            method,
+            query,
+            content_type: None,
+            body: &[],
+        };
+        let result = handle_authorize(&shared.cfg, &mut env, &req);
+        drop(credentials);
+        record_authorize(&result);
+        let r = result.response;
+        self.answer(r.status, &r.headers, &r.body)
+    }
+
     fn serve_metadata(&mut self) -> Action {
         let r = match host::request_header(":method").as_deref() {
             Some(b"GET") | Some(b"HEAD") => {
@@ -157,10 +217,21 @@ impl Context for TokenHttp {}
 
 impl HttpContext for TokenHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let path = host::request_header(":path").unwrap_or_default();
-        let path = path.split(|b| *b == b'?').next().unwrap_or_default();
+        let full_path = host::request_header(":path").unwrap_or_default();
+        let mut parts = full_path.splitn(2, |b| *b == b'?');
+        let path = parts.next().unwrap_or_default();
+        let query = parts.next().unwrap_or_default();
         let paths = &self.shared.cfg.paths;
-        self.endpoint = if path == paths.token.as_bytes() {
+        if path == paths.authorize.as_bytes() {
+            let method = host::request_header_str(":method").unwrap_or_default();
+            if method != "POST" {
+                let query = String::from_utf8_lossy(query).into_owned();
+                return self.serve_authorize(&method, &query);
+            }
+        }
+        self.endpoint = if path == paths.authorize.as_bytes() {
+            Some(Endpoint::Authorize)
+        } else if path == paths.token.as_bytes() {
             Some(Endpoint::Token)
         } else if path == paths.revoke.as_bytes() {
             Some(Endpoint::Revoke)

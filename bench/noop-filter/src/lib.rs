@@ -7,21 +7,50 @@
 //!   `authorization`, read one shared-data key (the revocation generation),
 //!   increment two counters and set four request headers. guard-hit minus this
 //!   is the cost of the guard's own code; this minus `noop` is the ABI's.
+//!   A plugin configuration (comma list of `read`, `shared`, `metrics`, `write`)
+//!   limits it to some of them, for breakdown experiments; none means all.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(BenchRoot { hostcalls: false, metrics: [0, 0] })
+        Box::new(BenchRoot { hostcalls: false, metrics: [0, 0], ops: Ops::ALL })
     });
 }}
+
+#[derive(Clone, Copy)]
+struct Ops {
+    read: bool,
+    shared: bool,
+    metrics: bool,
+    write: bool,
+}
+
+impl Ops {
+    const ALL: Ops = Ops { read: true, shared: true, metrics: true, write: true };
+
+    fn parse(config: &[u8]) -> Ops {
+        let text = String::from_utf8_lossy(config);
+        let list: Vec<&str> = text.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+        if list.is_empty() {
+            return Ops::ALL;
+        }
+        Ops {
+            read: list.contains(&"read"),
+            shared: list.contains(&"shared"),
+            metrics: list.contains(&"metrics"),
+            write: list.contains(&"write"),
+        }
+    }
+}
 
 struct BenchRoot {
     hostcalls: bool,
     metrics: [u32; 2],
+    ops: Ops,
 }
 
 impl Context for BenchRoot {}
@@ -33,6 +62,9 @@ impl RootContext for BenchRoot {
             .flatten()
             .unwrap_or_default();
         self.hostcalls = root_id == b"hostcalls";
+        if let Ok(Some(config)) = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            self.ops = Ops::parse(&config);
+        }
         if self.hostcalls {
             for (i, name) in ["bench.hostcalls.a", "bench.hostcalls.b"].iter().enumerate() {
                 self.metrics[i] = hostcalls::define_metric(MetricType::Counter, name).unwrap_or(0);
@@ -43,7 +75,7 @@ impl RootContext for BenchRoot {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         if self.hostcalls {
-            Some(Box::new(HostcallsHttp { metrics: self.metrics }))
+            Some(Box::new(HostcallsHttp { metrics: self.metrics, ops: self.ops }))
         } else {
             Some(Box::new(NoopHttp))
         }
@@ -66,6 +98,7 @@ impl HttpContext for NoopHttp {
 
 struct HostcallsHttp {
     metrics: [u32; 2],
+    ops: Ops,
 }
 
 impl Context for HostcallsHttp {}
@@ -73,19 +106,25 @@ impl Context for HostcallsHttp {}
 impl HttpContext for HostcallsHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let h = MapType::HttpRequestHeaders;
-        let path = hostcalls::get_map_value_bytes(h, ":path").ok().flatten();
-        let method = hostcalls::get_map_value_bytes(h, ":method").ok().flatten();
-        let auth = hostcalls::get_map_value_bytes(h, "authorization").ok().flatten();
-        let (generation, _cas) = hostcalls::get_shared_data("bench.generation").unwrap_or((None, None));
-        let n = path.map_or(0, |v| v.len())
-            + method.map_or(0, |v| v.len())
-            + auth.map_or(0, |v| v.len())
-            + generation.map_or(0, |v| v.len());
-        let _ = hostcalls::increment_metric(self.metrics[0], 1);
-        let _ = hostcalls::increment_metric(self.metrics[1], 1);
-        let n = n.to_string();
-        for name in ["x-bench-a", "x-bench-b", "x-bench-c", "x-bench-d"] {
-            let _ = hostcalls::set_map_value_bytes(h, name, Some(n.as_bytes()));
+        let mut n = 0;
+        if self.ops.read {
+            for name in [":path", ":method", "authorization"] {
+                n += hostcalls::get_map_value_bytes(h, name).ok().flatten().map_or(0, |v| v.len());
+            }
+        }
+        if self.ops.shared {
+            let (generation, _cas) = hostcalls::get_shared_data("bench.generation").unwrap_or((None, None));
+            n += generation.map_or(0, |v| v.len());
+        }
+        if self.ops.metrics {
+            let _ = hostcalls::increment_metric(self.metrics[0], 1);
+            let _ = hostcalls::increment_metric(self.metrics[1], 1);
+        }
+        if self.ops.write {
+            let n = n.to_string();
+            for name in ["x-bench-a", "x-bench-b", "x-bench-c", "x-bench-d"] {
+                let _ = hostcalls::set_map_value_bytes(h, name, Some(n.as_bytes()));
+            }
         }
         Action::Continue
     }

@@ -1,0 +1,607 @@
+//! The authorization endpoint (RFC 6749 §3.1, §4.1, §4.2) with its login and
+//! consent page, and the authorization code exchange at /token.
+//!
+//! `GET /authorize?response_type=code|token&client_id&redirect_uri&scope&state
+//! &code_challenge&code_challenge_method` checks the request, keeps it in the
+//! store under a one-time form token ([`crate::pending_authorization`]) and
+//! shows the login page. `POST /authorize` (the page's form) consumes that
+//! token, checks the credentials and answers with a redirect to the client:
+//! a code in the query (`code`), or an access token in the fragment (`token`).
+//!
+//! Errors (RFC 6749 §4.1.2.1, §4.2.2.1): a missing or unknown client, or a
+//! redirect URI that is not registered, get an error page and never a
+//! redirect; every other error redirects back with `error`,
+//! `error_description` and `state`.
+
+use crate::config::{Client, GrantType, TokenConfig};
+use crate::form::Form;
+use crate::grant_store::{
+    CodeBinding, CodeRedemption, GrantRequest, GrantStore, IssuedTokens, Lifetimes, RedeemError,
+    StoreError, TxnReport, CODE_INVALID,
+};
+use crate::login_page::{error_page, login_page, LoginView};
+use crate::oauth_error::{invalid_request, ErrorCode, OAuthError};
+use crate::pending_authorization::{self as pending, PendingAuthorization, ResponseType};
+use crate::pkce;
+use crate::response::Response;
+use crate::scope;
+use crate::throttle::Subject;
+use crate::token::{self, HandleKind};
+use crate::token_endpoint::{store_error, ServiceEnv};
+
+/// Failed logins one authorization request may have before it is refused.
+pub const MAX_FAILURES_PER_REQUEST: u8 = 5;
+
+/// What the glue passes in.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthorizeRequest<'a> {
+    pub method: &'a str,
+    /// The query string, without `?` (GET).
+    pub query: &'a str,
+    pub content_type: Option<&'a str>,
+    /// The form body (POST).
+    pub body: &'a [u8],
+}
+
+/// What happened, for stats (`oauth2.authorize.<name>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthorizeOutcome {
+    /// The login page was shown for a new request.
+    LoginPage,
+    /// Wrong or missing credentials: the page again.
+    LoginFailed,
+    /// Too many failures for the user: the page again with a wait.
+    Throttled,
+    CodeIssued,
+    TokenIssued,
+    /// The user chose Deny.
+    Denied,
+    /// Redirected back with an error.
+    ErrorRedirect,
+    /// An error page (not redirectable, or a missing, used or expired form token).
+    ErrorPage,
+}
+
+impl AuthorizeOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthorizeOutcome::LoginPage => "login_page",
+            AuthorizeOutcome::LoginFailed => "login_failed",
+            AuthorizeOutcome::Throttled => "throttled",
+            AuthorizeOutcome::CodeIssued => "code_issued",
+            AuthorizeOutcome::TokenIssued => "token_issued",
+            AuthorizeOutcome::Denied => "denied",
+            AuthorizeOutcome::ErrorRedirect => "error_redirect",
+            AuthorizeOutcome::ErrorPage => "error_page",
+        }
+    }
+}
+
+pub struct AuthorizeResult {
+    pub response: Response,
+    pub outcome: AuthorizeOutcome,
+    pub store: TxnReport,
+}
+
+fn done(response: Response, outcome: AuthorizeOutcome) -> (Response, AuthorizeOutcome) {
+    (response, outcome)
+}
+
+fn refused_page(status: u16, message: &str) -> (Response, AuthorizeOutcome) {
+    done(error_page(status, message), AuthorizeOutcome::ErrorPage)
+}
+
+/// Where and how errors and results go back to the client.
+struct Back<'a> {
+    redirect_uri: &'a str,
+    fragment: bool,
+    state: Option<&'a str>,
+    /// 302 for the GET, 303 for the form POST.
+    status: u16,
+}
+
+impl Back<'_> {
+    fn to(&self, params: &[(&str, &str)]) -> Response {
+        let mut url = self.redirect_uri.to_string();
+        url.push(if self.fragment {
+            '#'
+        } else if url.contains('?') {
+            '&'
+        } else {
+            '?'
+        });
+        let mut first = true;
+        let state = self.state.map(|s| ("state", s));
+        for (k, v) in params.iter().copied().chain(state) {
+            if !first {
+                url.push('&');
+            }
+            first = false;
+            url.push_str(k);
+            url.push('=');
+            url.push_str(&url_encode(v));
+        }
+        Response::new(self.status)
+            .header("location", url)
+            .header("referrer-policy", "no-referrer")
+            .no_store()
+    }
+
+    fn error(&self, code: &str, description: &str) -> (Response, AuthorizeOutcome) {
+        done(
+            self.to(&[("error", code), ("error_description", description)]),
+            AuthorizeOutcome::ErrorRedirect,
+        )
+    }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `GET` or `POST /authorize`.
+pub fn handle_authorize(
+    cfg: &TokenConfig,
+    env: &mut ServiceEnv,
+    req: &AuthorizeRequest,
+) -> AuthorizeResult {
+    let mut store = GrantStore::new(env.kv, env.rng, cfg.store);
+    let (response, outcome) = match req.method {
+        "GET" => start(cfg, env, req.query),
+        "POST" => submit(cfg, env, &mut store, req),
+        _ => done(
+            error_page(405, "Only GET and POST are allowed here.").header("allow", "GET, POST"),
+            AuthorizeOutcome::ErrorPage,
+        ),
+    };
+    AuthorizeResult {
+        response,
+        outcome,
+        store: store.report,
+    }
+}
+
+/// The GET: check the request, remember it, show the login page.
+fn start(cfg: &TokenConfig, env: &mut ServiceEnv, query: &str) -> (Response, AuthorizeOutcome) {
+    let Ok(q) = Form::parse(query.as_bytes()) else {
+        return refused_page(400, "The authorization request is malformed.");
+    };
+    // Before anything can be redirected: the client and its redirect URI.
+    let client = match q.one("client_id") {
+        Ok(Some(id)) => match cfg.client(id) {
+            Some(c) => c,
+            None => return refused_page(400, "The application (client_id) is unknown."),
+        },
+        Ok(None) => return refused_page(400, "The request names no application (client_id)."),
+        Err(_) => return refused_page(400, "client_id is repeated."),
+    };
+    let requested_redirect = match q.one("redirect_uri") {
+        Ok(r) => r,
+        Err(_) => return refused_page(400, "redirect_uri is repeated."),
+    };
+    if !client.allows(GrantType::AuthorizationCode) && !client.allows(GrantType::Implicit) {
+        return refused_page(400, "This application does not sign users in here.");
+    }
+    let Some(redirect_uri) = client.redirect_uri(requested_redirect) else {
+        return refused_page(
+            400,
+            if requested_redirect.is_some() {
+                "The redirect URI is not registered for this application."
+            } else {
+                "The request must name a redirect URI (redirect_uri)."
+            },
+        );
+    };
+    let response_type = q.one("response_type").ok().flatten();
+    let mut back = Back {
+        redirect_uri,
+        fragment: response_type == Some("token"),
+        state: None,
+        status: 302,
+    };
+    let state = match q.one("state") {
+        Ok(s) => s,
+        Err(_) => return back.error("invalid_request", "state is repeated"),
+    };
+    back.state = state;
+    if state.map_or(false, |s| s.len() > pending::MAX_STATE_BYTES) {
+        return back.error("invalid_request", "state is too long");
+    }
+    let response_type = match q.one("response_type") {
+        Err(_) => return back.error("invalid_request", "response_type is repeated"),
+        Ok(None) => return back.error("invalid_request", "response_type is required"),
+        Ok(Some("code")) => ResponseType::Code,
+        Ok(Some("token")) => ResponseType::Token,
+        Ok(Some(_)) => {
+            return back.error(
+                "unsupported_response_type",
+                "response_type must be code or token",
+            )
+        }
+    };
+    let grant = match response_type {
+        ResponseType::Code => GrantType::AuthorizationCode,
+        ResponseType::Token => GrantType::Implicit,
+    };
+    if !client.allows(grant) {
+        return back.error(
+            "unauthorized_client",
+            &format!("this client may not use the {} grant", grant.as_str()),
+        );
+    }
+    for p in ["scope", "code_challenge", "code_challenge_method", "prompt"] {
+        if q.one(p).is_err() {
+            return back.error("invalid_request", &format!("{p} is repeated"));
+        }
+    }
+    // prompt=none asks for no user interaction, which a login page needs.
+    if q.one("prompt")
+        .ok()
+        .flatten()
+        .map_or(false, |p| p.split(' ').any(|x| x == "none"))
+    {
+        return back.error("login_required", "the user must sign in");
+    }
+    let requested = q.one("scope").ok().flatten().unwrap_or("");
+    let Ok(requested) = scope::parse(requested) else {
+        return back.error("invalid_scope", "the scope is malformed");
+    };
+    let scope = if requested.is_empty() {
+        client.default_scope.clone()
+    } else {
+        if let Some(bad) = scope::first_outside(&requested, &client.scopes) {
+            return back.error(
+                "invalid_scope",
+                &format!("scope `{bad}` is not allowed for this client"),
+            );
+        }
+        scope::join(&requested)
+    };
+    let challenge = if response_type == ResponseType::Code {
+        match check_pkce(
+            client,
+            q.one("code_challenge").ok().flatten(),
+            q.one("code_challenge_method").ok().flatten(),
+        ) {
+            Ok(c) => c,
+            Err(why) => return back.error("invalid_request", why),
+        }
+    } else {
+        None
+    };
+    let pending_req = PendingAuthorization {
+        response_type,
+        client_id: client.client_id.clone(),
+        redirect_uri: redirect_uri.to_string(),
+        redirect_given: requested_redirect.is_some(),
+        scope,
+        state: state.map(str::to_string),
+        challenge,
+        failures: 0,
+    };
+    show_login(
+        cfg,
+        env,
+        &pending_req,
+        None,
+        "",
+        200,
+        AuthorizeOutcome::LoginPage,
+    )
+    .unwrap_or_else(|e| store_failure(&back, e))
+}
+
+fn store_failure(back: &Back, e: StoreError) -> (Response, AuthorizeOutcome) {
+    match e {
+        StoreError::Unavailable => back.error("server_error", "the store is unavailable"),
+        _ => back.error("temporarily_unavailable", "the server is busy; try again"),
+    }
+}
+
+/// The PKCE challenge of a code request (RFC 7636 §4.3), per the client's policy.
+fn check_pkce(
+    client: &Client,
+    challenge: Option<&str>,
+    method: Option<&str>,
+) -> Result<Option<(pkce::Method, String)>, &'static str> {
+    let Some(challenge) = challenge else {
+        if method.is_some() {
+            return Err("code_challenge_method without code_challenge");
+        }
+        if client.require_pkce {
+            return Err("code_challenge is required (PKCE, RFC 7636)");
+        }
+        return Ok(None);
+    };
+    let Some(m) = pkce::Method::from_param(method) else {
+        return Err("code_challenge_method must be S256");
+    };
+    if m == pkce::Method::Plain && !client.allow_plain_pkce {
+        return Err("code_challenge_method must be S256");
+    }
+    if !pkce::is_valid(challenge) {
+        return Err("code_challenge must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~");
+    }
+    Ok(Some((m, challenge.to_string())))
+}
+
+/// Stores the request under a fresh form token and renders the page.
+fn show_login(
+    cfg: &TokenConfig,
+    env: &mut ServiceEnv,
+    req: &PendingAuthorization,
+    message: Option<&str>,
+    username: &str,
+    status: u16,
+    outcome: AuthorizeOutcome,
+) -> Result<(Response, AuthorizeOutcome), StoreError> {
+    let form_token = pending::create(env.kv, env.rng, req, env.clock.now_secs())?;
+    let view = LoginView {
+        action: &cfg.paths.authorize,
+        client_id: &req.client_id,
+        scope: &req.scope,
+        form_token: &form_token,
+        message,
+        username,
+        redirect_uri: &req.redirect_uri,
+    };
+    Ok((login_page(&view, status), outcome))
+}
+
+/// The POST of the login form.
+fn submit(
+    cfg: &TokenConfig,
+    env: &mut ServiceEnv,
+    store: &mut GrantStore,
+    req: &AuthorizeRequest,
+) -> (Response, AuthorizeOutcome) {
+    if req.body.len() > cfg.max_body_bytes {
+        return refused_page(413, "The form is too large.");
+    }
+    let media = req
+        .content_type
+        .map(|c| c.split(';').next().unwrap_or("").trim());
+    if !media.map_or(false, |m| {
+        m.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    }) {
+        return refused_page(
+            400,
+            "The form must be sent as application/x-www-form-urlencoded.",
+        );
+    }
+    let Ok(form) = Form::parse(req.body) else {
+        return refused_page(400, "The form is malformed.");
+    };
+    let form_token = match form.one("form_token") {
+        Ok(Some(t)) => t,
+        _ => {
+            return refused_page(
+                400,
+                "The sign-in form is not valid (its form token is missing).",
+            )
+        }
+    };
+    let now = env.clock.now_secs();
+    // Consumed here, before anything else: a form token works once.
+    let pending_req = match pending::take(env.kv, form_token, now) {
+        Ok(Some(p)) => p,
+        Ok(None) => return refused_page(400, "This sign-in form has expired or was already used."),
+        Err(_) => return refused_page(503, "The server is busy. Try again."),
+    };
+    // The configuration may have changed since the page was shown.
+    let Some(client) = cfg.client(&pending_req.client_id) else {
+        return refused_page(400, "The application (client_id) is unknown.");
+    };
+    if !client.redirect_uris.contains(&pending_req.redirect_uri) {
+        return refused_page(
+            400,
+            "The redirect URI is not registered for this application.",
+        );
+    }
+    let back = Back {
+        redirect_uri: &pending_req.redirect_uri,
+        fragment: pending_req.response_type == ResponseType::Token,
+        state: pending_req.state.as_deref(),
+        status: 303,
+    };
+    let (Ok(action), Ok(username), Ok(password)) = (
+        form.one("action"),
+        form.one("username"),
+        form.one("password"),
+    ) else {
+        return back.error("invalid_request", "a form field is repeated");
+    };
+    match action {
+        Some("deny") => {
+            return done(
+                back.to(&[
+                    ("error", "access_denied"),
+                    ("error_description", "the user denied the request"),
+                ]),
+                AuthorizeOutcome::Denied,
+            )
+        }
+        Some("approve") => {}
+        _ => return back.error("invalid_request", "the form has no valid action"),
+    }
+    let again =
+        |env: &mut ServiceEnv, req: &PendingAuthorization, message: &str, status, outcome| {
+            show_login(
+                cfg,
+                env,
+                req,
+                Some(message),
+                username.unwrap_or(""),
+                status,
+                outcome,
+            )
+            .unwrap_or_else(|e| store_failure(&back, e))
+        };
+    let (Some(username), Some(password)) = (username, password) else {
+        return again(
+            env,
+            &pending_req,
+            "Enter your username and password.",
+            200,
+            AuthorizeOutcome::LoginFailed,
+        );
+    };
+    let subject_name = cfg.qualified_username(username);
+    let subject = Subject::User(&subject_name);
+    if let Some(wait) = cfg.throttle.retry_after(env.kv, subject, now) {
+        return again(
+            env,
+            &pending_req,
+            &format!("Too many failed sign-in attempts. Try again in {wait} seconds."),
+            429,
+            AuthorizeOutcome::Throttled,
+        );
+    }
+    let user = match cfg.user(username) {
+        Some(u) if env.credentials.verify(&u.password, password.as_bytes()) => u,
+        found => {
+            if found.is_none() {
+                // The same work as a wrong password: timing does not reveal users.
+                if let Some(first) = cfg.users.first() {
+                    let _ = first.password.verify(b"\x00not-a-password");
+                }
+            }
+            cfg.throttle.record_failure(env.kv, subject, now);
+            let mut next = pending_req.clone();
+            next.failures = next.failures.saturating_add(1);
+            if next.failures >= MAX_FAILURES_PER_REQUEST {
+                return done(
+                    back.to(&[
+                        ("error", "access_denied"),
+                        ("error_description", "too many failed sign-in attempts"),
+                    ]),
+                    AuthorizeOutcome::Denied,
+                );
+            }
+            // Never says which of the two was wrong.
+            return again(
+                env,
+                &next,
+                "The username or password is incorrect.",
+                200,
+                AuthorizeOutcome::LoginFailed,
+            );
+        }
+    };
+    // What the user may delegate, within what the client asked for.
+    let granted: Vec<&str> = pending_req
+        .scope
+        .split(' ')
+        .filter(|s| !s.is_empty() && user.scopes.iter().any(|u| u == s))
+        .collect();
+    if granted.is_empty() {
+        return back.error(
+            "invalid_scope",
+            "the user cannot grant any of the requested scopes",
+        );
+    }
+    let granted = scope::join(&granted);
+    match pending_req.response_type {
+        ResponseType::Code => {
+            let binding = CodeBinding {
+                client_id: client.client_id.clone(),
+                user: user.id.clone(),
+                scope: granted,
+                redirect_uri: pending_req.redirect_uri.clone(),
+                redirect_given: pending_req.redirect_given,
+                challenge: pending_req.challenge.clone(),
+            };
+            match store.issue_code(&binding, cfg.code_lifetime, now) {
+                Ok(code) => done(back.to(&[("code", &code)]), AuthorizeOutcome::CodeIssued),
+                Err(e) => store_failure(&back, e),
+            }
+        }
+        ResponseType::Token => {
+            let grant = GrantRequest {
+                client_id: client.client_id.clone(),
+                user: Some(user.id.clone()),
+                scope: granted,
+                lifetimes: Lifetimes {
+                    access: client.lifetimes.user_access_token,
+                    // Never a refresh token in a fragment (RFC 6749 §4.2.2).
+                    refresh: None,
+                },
+            };
+            match store.issue(&grant, now) {
+                Ok(t) => {
+                    let expires_in = t.expires_in.to_string();
+                    done(
+                        back.to(&[
+                            ("access_token", &t.access_token),
+                            ("token_type", "Bearer"),
+                            ("expires_in", &expires_in),
+                            ("scope", &t.scope),
+                        ]),
+                        AuthorizeOutcome::TokenIssued,
+                    )
+                }
+                Err(e) => store_failure(&back, e),
+            }
+        }
+    }
+}
+
+/// `grant_type=authorization_code` at /token (RFC 6749 §4.1.3, RFC 7636 §4.5):
+/// `client` is already authenticated (a public client by its id alone).
+pub fn exchange_code(
+    client: &Client,
+    form: &Form,
+    store: &mut GrantStore,
+    now: u64,
+) -> Result<IssuedTokens, OAuthError> {
+    let param = |name| {
+        form.one(name)
+            .map_err(|_| invalid_request(format!("parameter `{name}` is repeated")))
+    };
+    let Some(code) = param("code")? else {
+        return Err(invalid_request("code is required"));
+    };
+    let redirect_uri = param("redirect_uri")?;
+    let verifier = param("code_verifier")?;
+    let invalid = |d: &str| OAuthError::new(ErrorCode::InvalidGrant, d);
+    let Some(parsed) = token::parse_handle(code, HandleKind::Code) else {
+        return Err(invalid(CODE_INVALID));
+    };
+    let r = CodeRedemption {
+        client_id: &client.client_id,
+        redirect_uri,
+        verifier,
+        lifetimes: Lifetimes {
+            access: client.lifetimes.user_access_token,
+            refresh: client
+                .allows(GrantType::RefreshToken)
+                .then_some(client.lifetimes.refresh_token),
+        },
+    };
+    store.redeem_code(&parsed, &r, now).map_err(|e| match e {
+        RedeemError::Invalid(d) => invalid(d),
+        RedeemError::Replayed => {
+            invalid("the authorization code was already used: the tokens issued for it are revoked")
+        }
+        RedeemError::Store(s) => store_error(s),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_encoding_keeps_only_unreserved() {
+        assert_eq!(url_encode("a b&c=d/é~"), "a%20b%26c%3Dd%2F%C3%A9~");
+    }
+}

@@ -1,0 +1,419 @@
+//! /authorize on a real Envoy (concurrency 2, so the page and its POST may reach
+//! different workers): the code + PKCE flow and the implicit flow end to end
+//! over HTTP, and every error branch of the issue.
+
+mod common;
+
+use common::*;
+use envoy_oauth2::pkce::s256_challenge;
+use envoy_oauth2::secret_hash::hash_secret;
+use std::collections::HashMap;
+
+const CB: &str = "http://127.0.0.1:9/cb";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const GUARD: &str = r#"{"realm":"t","rules":[{"prefix":"/api/"}],"public":[{"path":"/callback"}],"default_action":"allow"}"#;
+
+fn token_config(redirect: &str, extra: &str) -> String {
+    let h = |s: &str| hash_secret(s.as_bytes(), b"fedcba9876543210", 10_000);
+    format!(
+        r#"{{"realm":"t","store":{{"buckets":64,"grants_per_bucket":64}}{extra},
+"clients":[
+ {{"client_id":"spa","public":true,"grant_types":["authorization_code","implicit"],"redirect_uris":["{redirect}"],"scopes":["default","PRODUCTION"]}},
+ {{"client_id":"web","secret_hash":"{}","grant_types":["authorization_code","refresh_token"],"redirect_uris":["{redirect}"],"scopes":["default","PRODUCTION"],"resource_server":true}}],
+"users":[{{"username":"admin","password_hash":"{}","scopes":["default","PRODUCTION"]}}]}}"#,
+        h("websecret"),
+        h("admin")
+    )
+}
+
+pub fn start(port: u16, redirect: &str, extra: &str) -> Envoy {
+    Envoy::start_template(
+        "authorize.yaml",
+        &[
+            ("TOKEN_CONFIG", &token_config(redirect, extra)),
+            ("GUARD_CONFIG", GUARD),
+            ("LISTEN_PORT", &port.to_string()),
+        ],
+        2,
+    )
+}
+
+fn form_token(r: &Resp) -> String {
+    let marker = "name=\"form_token\" value=\"";
+    let at = r
+        .body
+        .find(marker)
+        .unwrap_or_else(|| panic!("no form token: {} {}", r.status, r.body));
+    let rest = &r.body[at + marker.len()..];
+    rest[..rest.find('"').unwrap()].to_string()
+}
+
+fn pct_decode(s: &str) -> String {
+    envoy_oauth2::form::decode_component(s.as_bytes()).unwrap()
+}
+
+/// The parameters a redirect carries (query, or fragment when `fragment`).
+fn redirect_params(r: &Resp, fragment: bool) -> HashMap<String, String> {
+    assert!(
+        r.status == 302 || r.status == 303,
+        "{} {}",
+        r.status,
+        r.body
+    );
+    let loc = r.header("location").unwrap();
+    assert!(loc.starts_with(CB), "{loc}");
+    let part = if fragment {
+        loc.split_once('#').unwrap().1
+    } else {
+        assert!(!loc.contains('#'));
+        loc.split_once('?').unwrap().1
+    };
+    part.split('&')
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.to_string(), pct_decode(v)))
+        .collect()
+}
+
+struct Flow<'a> {
+    base: &'a str,
+}
+
+impl Flow<'_> {
+    fn page(&self, params: &[(&str, &str)]) -> Resp {
+        get(
+            &format!("{}/authorize?{}", self.base, form_encode(params)),
+            &[],
+        )
+    }
+    fn submit(&self, form: &[(&str, &str)]) -> Resp {
+        post_form(&format!("{}/authorize", self.base), form, &[])
+    }
+    fn approve(&self, page: &Resp) -> Resp {
+        let t = form_token(page);
+        self.submit(&[
+            ("form_token", &t),
+            ("username", "admin"),
+            ("password", "admin"),
+            ("action", "approve"),
+        ])
+    }
+    fn code_page(&self, state: &str) -> Resp {
+        let ch = s256_challenge(VERIFIER);
+        let r = self.page(&[
+            ("response_type", "code"),
+            ("client_id", "spa"),
+            ("redirect_uri", CB),
+            ("scope", "PRODUCTION"),
+            ("state", state),
+            ("code_challenge", &ch),
+            ("code_challenge_method", "S256"),
+        ]);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r
+    }
+    fn code(&self) -> String {
+        let r = self.approve(&self.code_page("st"));
+        let p = redirect_params(&r, false);
+        assert_eq!(p["state"], "st");
+        p["code"].clone()
+    }
+    fn redeem(&self, code: &str, verifier: Option<&str>) -> Resp {
+        let mut f = vec![
+            ("grant_type", "authorization_code"),
+            ("client_id", "spa"),
+            ("code", code),
+            ("redirect_uri", CB),
+        ];
+        if let Some(v) = verifier {
+            f.push(("code_verifier", v));
+        }
+        post_form(&format!("{}/token", self.base), &f, &[])
+    }
+    fn api(&self, token: &str) -> u16 {
+        get(
+            &format!("{}/api/x", self.base),
+            &[("authorization", &format!("Bearer {token}"))],
+        )
+        .status
+    }
+    fn introspect(&self, token: &str) -> bool {
+        let r = post_form(
+            &format!("{}/introspect", self.base),
+            &[("token", token)],
+            &[("authorization", &basic_auth("web", "websecret"))],
+        );
+        r.json()["active"].as_bool().unwrap()
+    }
+}
+
+#[test]
+fn code_flow_with_pkce_replay_revokes_and_metadata() {
+    let e = start(0, CB, "");
+    let base = e.base_url("http");
+    let f = Flow { base: &base };
+    let page = f.code_page("st");
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let csp = page.header("content-security-policy").unwrap();
+    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"));
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    assert!(page.body.contains("<html lang=\"en\">"));
+    // The page, its POST and the token request: each may reach either worker.
+    let r = f.approve(&page);
+    assert_eq!(r.status, 303);
+    let code = redirect_params(&r, false)["code"].clone();
+    let r = f.redeem(&code, Some(VERIFIER));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["scope"], "PRODUCTION");
+    let at = v["access_token"].as_str().unwrap().to_string();
+    assert_eq!(f.api(&at), 200);
+    assert!(f.introspect(&at));
+    // The code a second time: invalid_grant, and its tokens are revoked everywhere.
+    let r = f.redeem(&code, Some(VERIFIER));
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert_eq!(f.api(&at), 401);
+    assert!(!f.introspect(&at));
+    // Confidential client: code without PKCE, refresh token, refresh works.
+    let page = f.page(&[("response_type", "code"), ("client_id", "web")]);
+    let code = redirect_params(&f.approve(&page), false)["code"].clone();
+    let auth = basic_auth("web", "websecret");
+    let r = post_form(
+        &format!("{base}/token"),
+        &[("grant_type", "authorization_code"), ("code", &code)],
+        &[("authorization", &auth)],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rt = r.json()["refresh_token"].as_str().unwrap().to_string();
+    let r = post_form(
+        &format!("{base}/token"),
+        &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+        &[("authorization", &auth)],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    // RFC 8414 metadata names the endpoint and what it supports.
+    let m = get(
+        &format!("{base}/.well-known/oauth-authorization-server"),
+        &[],
+    )
+    .json();
+    assert_eq!(m["authorization_endpoint"], format!("{base}/authorize"));
+    assert_eq!(
+        m["response_types_supported"],
+        serde_json::json!(["code", "token"])
+    );
+    assert_eq!(
+        m["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
+    assert!(e.counter("wasmcustom.oauth2.authorize.code_issued") >= 2);
+    assert!(e.counter("wasmcustom.oauth2.token.issued.authorization_code") >= 2);
+}
+
+#[test]
+fn implicit_flow_and_public_revocation() {
+    let e = start(0, CB, "");
+    let base = e.base_url("http");
+    let f = Flow { base: &base };
+    let page = f.page(&[
+        ("response_type", "token"),
+        ("client_id", "spa"),
+        ("state", "imp"),
+    ]);
+    assert_eq!(page.status, 200, "{}", page.body);
+    let p = redirect_params(&f.approve(&page), true);
+    assert_eq!(
+        (
+            p["token_type"].as_str(),
+            p["state"].as_str(),
+            p["scope"].as_str()
+        ),
+        ("Bearer", "imp", "default")
+    );
+    assert!(!p.contains_key("refresh_token"));
+    let at = p["access_token"].clone();
+    assert_eq!(f.api(&at), 200);
+    // The reference page's revocation of an implicit token: client_id alone.
+    let r = post_form(
+        &format!("{base}/revoke"),
+        &[
+            ("token", &at),
+            ("token_type_hint", "access_token"),
+            ("client_id", "spa"),
+        ],
+        &[],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("authorizeduser"), Some("admin@carbon.super"));
+    assert_eq!(f.api(&at), 401);
+}
+
+#[test]
+fn every_error_branch() {
+    let e = start(0, CB, "");
+    let base = e.base_url("http");
+    let f = Flow { base: &base };
+    // Unregistered redirect URI: an error page, never a redirect.
+    let r = f.page(&[
+        ("response_type", "code"),
+        ("client_id", "spa"),
+        ("redirect_uri", "http://127.0.0.1:9/cb/../evil"),
+        ("code_challenge", &s256_challenge(VERIFIER)),
+    ]);
+    assert_eq!(r.status, 400);
+    assert!(r.header("location").is_none());
+    assert!(r.body.contains("not registered"));
+    let r = f.page(&[("response_type", "code"), ("client_id", "nobody")]);
+    assert_eq!((r.status, r.header("location")), (400, None));
+    // Other errors go back to the client with state.
+    let r = f.page(&[
+        ("response_type", "code"),
+        ("client_id", "spa"),
+        ("state", "s1"),
+    ]);
+    let p = redirect_params(&r, false);
+    assert_eq!(
+        (p["error"].as_str(), p["state"].as_str()),
+        ("invalid_request", "s1")
+    );
+    assert!(p["error_description"].contains("code_challenge"));
+    // Missing and wrong verifier (neither uses the code up).
+    let code = f.code();
+    let r = f.redeem(&code, None);
+    assert_eq!(r.json()["error"], "invalid_grant");
+    let r = f.redeem(&code, Some(&VERIFIER.replace('d', "x")));
+    assert_eq!(r.json()["error"], "invalid_grant");
+    // Another client presenting it.
+    let r = post_form(
+        &format!("{base}/token"),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("code_verifier", VERIFIER),
+            ("redirect_uri", CB),
+        ],
+        &[("authorization", &basic_auth("web", "websecret"))],
+    );
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert_eq!(f.redeem(&code, Some(VERIFIER)).status, 200);
+    // CSRF: no form token, and a used one.
+    let page = f.code_page("c");
+    let r = f.submit(&[
+        ("username", "admin"),
+        ("password", "admin"),
+        ("action", "approve"),
+    ]);
+    assert_eq!((r.status, r.header("location")), (400, None));
+    let t = form_token(&page);
+    let form = [
+        ("form_token", t.as_str()),
+        ("username", "admin"),
+        ("password", "admin"),
+        ("action", "approve"),
+    ];
+    assert_eq!(f.submit(&form).status, 303);
+    let r = f.submit(&form);
+    assert_eq!((r.status, r.header("location")), (400, None));
+    assert!(r.body.contains("expired or was already used"));
+    // A wrong password: the page again, with a fresh token and a neutral message.
+    let page = f.code_page("w");
+    let r = f.submit(&[
+        ("form_token", &form_token(&page)),
+        ("username", "admin"),
+        ("password", "wrong"),
+        ("action", "approve"),
+    ]);
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("The username or password is incorrect."));
+    // Deny.
+    let r = f.submit(&[("form_token", &form_token(&r)), ("action", "deny")]);
+    let p = redirect_params(&r, false);
+    assert_eq!(
+        (p["error"].as_str(), p["state"].as_str()),
+        ("access_denied", "w")
+    );
+    // Methods.
+    let r = request("PUT", &format!("{base}/authorize"), &[], None);
+    assert_eq!(r.status, 405);
+    assert!(e.counter("wasmcustom.oauth2.authorize.error_page") >= 4);
+    assert!(e.counter("wasmcustom.oauth2.authorize.denied") >= 1);
+}
+
+#[test]
+fn an_expired_code_is_refused() {
+    let e = start(0, CB, r#","code_lifetime_seconds":1"#);
+    let base = e.base_url("http");
+    let f = Flow { base: &base };
+    let code = f.code();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let r = f.redeem(&code, Some(VERIFIER));
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+}
+
+#[test]
+fn the_demo_has_a_public_client_with_a_working_login() {
+    let e = Envoy::from_demo_config();
+    let base = e.base_url("http");
+    let ch = s256_challenge(VERIFIER);
+    let r = get(
+        &format!(
+            "{base}/authorize?{}",
+            form_encode(&[
+                ("response_type", "code"),
+                ("client_id", "demo-spa"),
+                ("redirect_uri", "http://127.0.0.1:8280/callback"),
+                ("code_challenge", &ch),
+                ("code_challenge_method", "S256"),
+            ])
+        ),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = post_form(
+        &format!("{base}/authorize"),
+        &[
+            ("form_token", &form_token(&r)),
+            ("username", "admin"),
+            ("password", "admin"),
+            ("action", "approve"),
+        ],
+        &[],
+    );
+    assert_eq!(r.status, 303);
+    let loc = r.header("location").unwrap().to_string();
+    let code = pct_decode(
+        loc.split_once("code=")
+            .unwrap()
+            .1
+            .split('&')
+            .next()
+            .unwrap(),
+    );
+    let r = post_form(
+        &format!("{base}/token"),
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", "demo-spa"),
+            ("code", &code),
+            ("code_verifier", VERIFIER),
+            ("redirect_uri", "http://127.0.0.1:8280/callback"),
+        ],
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The demo's callback route answers.
+    let r = get(&format!("{base}/callback?code=x"), &[]);
+    assert_eq!(r.status, 200);
+}
