@@ -112,10 +112,10 @@ def log(msg: str) -> None:
 STARTED: list[subprocess.Popen] = []
 
 
-def spawn(args: list[str], logfile: Path, cwd: Path | None = None) -> subprocess.Popen:
+def spawn(args: list[str], logfile: Path, cwd: Path | None = None, env: dict | None = None) -> subprocess.Popen:
     fh = open(logfile, "wb")
     p = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                         cwd=cwd, start_new_session=True)
+                         cwd=cwd, start_new_session=True, env=env)
     fh.close()
     STARTED.append(p)
     boost(p)
@@ -694,7 +694,7 @@ def start_peer(tag: str) -> tuple[subprocess.Popen, Target]:
     port = free_port()
     logfile = RUN_DIR / f"{tag}.log"
     p = spawn(pinned(ENVOY_CORE, ["node", "server.mjs", str(port), PEER_CLIENT_ID, PEER_CLIENT_SECRET]),
-              logfile, cwd=PEER_DIR)
+              logfile, cwd=PEER_DIR, env=dict(os.environ, NODE_ENV="production"))
 
     def up():
         with socket.create_connection(("127.0.0.1", port), timeout=1):
@@ -864,16 +864,21 @@ def med(xs):
 def summarize(variants: list[Variant], runs: list[dict]) -> dict:
     by = {v.name: [r for r in runs if r["variant"] == v.name] for v in variants}
     base = {r["round"]: r["rps"] for r in by.get("none", [])}
+    base_cpu = {r["round"]: r["server_cpu_us_per_req"] for r in by.get("none", [])}
     out = {}
     for v in variants:
         rs = by[v.name]
         if not rs:
             continue
         ratios = [r["rps"] / base[r["round"]] for r in rs if r["round"] in base]
+        # The same ratio from CPU per request (what a fully busy core would deliver): robust to
+        # the server not getting its whole core during a run.
+        cpu_ratios = [base_cpu[r["round"]] / r["server_cpu_us_per_req"] for r in rs if r["round"] in base_cpu]
         out[v.name] = {
             "group": v.group, "what": v.what, "expect": v.expect, "rounds": len(rs),
             "rps": med([r["rps"] for r in rs]), "rps_runs": [round(r["rps"]) for r in rs],
             "ratio": med(ratios), "ratio_runs": [round(x, 3) for x in ratios],
+            "cpu_ratio": med(cpu_ratios),
             "p50_ms": med([r["latency_us"]["p50"] for r in rs]) / 1e3,
             "p99_ms": med([r["latency_us"]["p99"] for r in rs]) / 1e3,
             "cpu_us": med([r["server_cpu_us_per_req"] for r in rs]),
@@ -913,14 +918,36 @@ def targets(s: dict) -> list[dict]:
     return out
 
 
+def breakdown(s: dict) -> list[str]:
+    """Where guard-hit's CPU per request goes, by experiment (differences of medians)."""
+    need = ("none", "noop-wasm", "wasm-hostcalls", "guard-hit")
+    if not all(n in s for n in need):
+        return []
+    c = {n: s[n]["cpu_us"] for n in s}
+    over = c["guard-hit"] - c["none"]
+    parts = [("Wasm floor (noop-wasm - none)", c["noop-wasm"] - c["none"]),
+             ("host calls (wasm-hostcalls - noop-wasm)", c["wasm-hostcalls"] - c["noop-wasm"]),
+             ("guard code (guard-hit - wasm-hostcalls)", c["guard-hit"] - c["wasm-hostcalls"])]
+    out = [f"guard-hit costs {over:.1f} us/req of Envoy CPU more than none ({c['none']:.1f} -> "
+           f"{c['guard-hit']:.1f}):"]
+    for name, v in parts:
+        out.append(f"  {name:<42} {v:6.1f} us  ({100 * v / over if over else float('nan'):.0f}%)")
+    if "guard-miss" in c:
+        out.append(f"  guard-miss - guard-hit (store read instead of cache) {c['guard-miss'] - c['guard-hit']:6.1f} us")
+    if "guard-401" in c:
+        out.append(f"  guard-401 - none (no token, local 401)           {c['guard-401'] - c['none']:6.1f} us")
+    return out
+
+
 def table(s: dict) -> str:
     hdr = ["variant", "status", "req/s", "x none", "rounds x none", "p50 ms", "p99 ms", "CPU us/req",
-           "srv CPU%", "wrk CPU%"]
+           "x none (CPU)", "srv CPU%", "wrk CPU%"]
     rows = []
     for n, x in s.items():
         rows.append([n, str(x["expect"]), f"{x['rps']:.0f}", f"{x['ratio']:.2f}",
                      " ".join(f"{y:.2f}" for y in x["ratio_runs"]), f"{x['p50_ms']:.2f}",
-                     f"{x['p99_ms']:.2f}", f"{x['cpu_us']:.1f}", f"{x['server_cpu_pct']:.0f}",
+                     f"{x['p99_ms']:.2f}", f"{x['cpu_us']:.1f}", f"{x.get('cpu_ratio', float('nan')):.2f}",
+                     f"{x['server_cpu_pct']:.0f}",
                      f"{x['wrk_cpu_pct']:.0f}"])
     w = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(hdr)]
     fmt = lambda r: "  ".join(c.ljust(w[i]) if i in (0, 4) else c.rjust(w[i]) for i, c in enumerate(r))
@@ -930,14 +957,17 @@ def table(s: dict) -> str:
 def markdown(s: dict, tg: list[dict], meta: dict) -> str:
     lines = [f"Latest `make bench` ({meta['date']}, commit {meta['commit']}, {meta['rounds']} rounds x "
              f"{meta['seconds']:.0f} s, wrk -t1 -c{meta['connections']}; Envoy --concurrency 1 on core 0, wrk on core 1)",
-             "", "| variant | status | req/s | × none | p50 ms | p99 ms | Envoy CPU µs/req |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "", "| variant | status | req/s | × none | p50 ms | p99 ms | Envoy CPU µs/req | × none (CPU) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for n, x in s.items():
         lines.append(f"| `{n}` | {x['expect']} | {x['rps']:.0f} | {x['ratio']:.2f} | {x['p50_ms']:.2f} | "
-                     f"{x['p99_ms']:.2f} | {x['cpu_us']:.1f} |")
+                     f"{x['p99_ms']:.2f} | {x['cpu_us']:.1f} | {x.get('cpu_ratio', float('nan')):.2f} |")
     lines += ["", "| target | result | measured |", "|---|---|---|"]
     for t in tg:
         lines.append(f"| {t['target']} | {t['result']} | {t['detail']} |")
+    bd = breakdown(s)
+    if bd:
+        lines += ["", "```", *bd, "```"]
     lines += ["", "![bench chart](latest.svg)", ""]
     return "\n".join(lines)
 
@@ -1077,6 +1107,11 @@ def main() -> int:
     for t in tg:
         log(f"  {t['result']:<4}  {t['target']:<48} {t['detail']}")
     log("")
+    bd = breakdown(s)
+    for line in bd:
+        log(line)
+    if bd:
+        log("")
     if first:
         log(f"Client secrets are PBKDF2-SHA256 ({HASH_ITERATIONS} iterations, `hash-secret --iterations "
             f"{HASH_ITERATIONS}`). The per-worker credential cache makes that a one-time cost: the first "
@@ -1092,7 +1127,7 @@ def main() -> int:
             f"of a core; interleaved rounds spread that over every variant, but ratios are noisier.")
     meta["elapsed_s"] = round(time.monotonic() - t_start, 1)
     meta["quiet_wait_s"] = round(QUIET["waited_s"], 1)
-    doc = {"meta": meta, "summary": s, "targets": tg, "runs": runs}
+    doc = {"meta": meta, "summary": s, "targets": tg, "breakdown": bd, "runs": runs}
     (OUT_DIR / "latest.json").write_text(json.dumps(doc, indent=1) + "\n")
     (OUT_DIR / "latest.svg").write_text(svg(s, tg, meta))
     (OUT_DIR / "latest.md").write_text(markdown(s, tg, meta))
