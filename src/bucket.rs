@@ -22,7 +22,8 @@ const F_REFRESH: u8 = 2;
 const F_PREVIOUS: u8 = 4;
 const F_USER: u8 = 8;
 const F_CODE: u8 = 16;
-const KNOWN_FLAGS: u8 = F_REVOKED | F_REFRESH | F_PREVIOUS | F_USER | F_CODE;
+const F_GRACE_USED: u8 = 32;
+const KNOWN_FLAGS: u8 = F_REVOKED | F_REFRESH | F_PREVIOUS | F_USER | F_CODE | F_GRACE_USED;
 // Code flags.
 const C_REDEEMED: u8 = 1;
 const C_REDIRECT_GIVEN: u8 = 2;
@@ -122,6 +123,9 @@ fn encode_grant(g: &Grant, out: &mut Vec<u8>) {
     }
     if g.code.is_some() {
         flags |= F_CODE;
+    }
+    if g.grace_used {
+        flags |= F_GRACE_USED;
     }
     out.extend_from_slice(&g.id);
     out.push(flags);
@@ -249,6 +253,7 @@ fn decode_grant(r: &mut Reader) -> Result<Grant, Corrupt> {
         refresh,
         previous_refresh,
         revoked: flags & F_REVOKED != 0,
+        grace_used: flags & F_GRACE_USED != 0,
         code,
     })
 }
@@ -341,6 +346,7 @@ mod tests {
                 expires_at: 90000,
             }),
             previous_refresh: (n % 2 == 0).then(|| TokenHash([7; 16])),
+            grace_used: n % 4 == 0,
             revoked: n % 3 == 0,
             code: (n >= 5).then(|| CodeState {
                 hash: TokenHash([n; 16]),

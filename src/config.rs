@@ -223,6 +223,8 @@ struct TokenConfigFile {
     issuer: Option<String>,
     #[serde(default)]
     throttle: ThrottleConfig,
+    #[serde(default)]
+    refresh_token_grace_seconds: u64,
     #[serde(default = "default_realm")]
     realm: String,
     #[serde(default = "default_tenant")]
@@ -337,6 +339,9 @@ pub struct TokenConfig {
     /// RFC 8414 issuer; `None`: derived from each metadata request's scheme and host.
     pub issuer: Option<String>,
     pub throttle: ThrottlePolicy,
+    /// Seconds after a rotation in which the previous refresh token may be
+    /// retried once for the same pair (0: never).
+    pub refresh_token_grace_seconds: u64,
     pub realm: String,
     pub default_tenant: String,
     pub max_body_bytes: usize,
@@ -625,7 +630,14 @@ impl TokenConfig {
                 "must be between 1 and 86400",
             ));
         }
+        if file.refresh_token_grace_seconds > 60 {
+            return Err(err(
+                "refresh_token_grace_seconds",
+                "must be between 0 and 60",
+            ));
+        }
         Ok(TokenConfig {
+            refresh_token_grace_seconds: file.refresh_token_grace_seconds,
             issuer: file.issuer,
             throttle: ThrottlePolicy {
                 max_failures: file.throttle.max_failures,

@@ -45,6 +45,8 @@ pub struct Grant {
     /// means a stolen or replayed token (RFC 9700 §4.14.2).
     pub previous_refresh: Option<TokenHash>,
     pub revoked: bool,
+    /// The previous refresh token was already retried once in the grace period.
+    pub grace_used: bool,
     /// Set for grants from an authorization code.
     pub code: Option<CodeState>,
 }

@@ -15,6 +15,7 @@
 use crate::bucket::{Bucket, Corrupt};
 use crate::grant::{Grant, RefreshState};
 use crate::host::{KvStore, RandomUnavailable, Randomness, WriteError};
+use crate::refresh_grace::{self, DerivedSecret};
 use crate::scope;
 use crate::token::{self, MintedToken, ParsedToken, TokenHash, TokenKind};
 
@@ -247,6 +248,7 @@ impl<'a> GrantStore<'a> {
                     }),
                 previous_refresh: None,
                 revoked: false,
+                grace_used: false,
                 code: None,
             };
             let mut txn = Insert {
@@ -297,17 +299,51 @@ impl<'a> GrantStore<'a> {
         client_id: &str,
         requested_scope: Option<&[&str]>,
         lifetimes: Lifetimes,
+        grace_seconds: u64,
         now: u64,
     ) -> Result<IssuedTokens, RefreshError> {
         if token.kind != TokenKind::Refresh || token.bucket >= MAX_BUCKETS {
             return Err(RefreshError::InvalidGrant);
         }
         let refresh_life = lifetimes.refresh.unwrap_or(0);
-        let access = token::mint(TokenKind::Access, token.bucket, &token.grant_id, self.rng)
-            .map_err(|e| RefreshError::Store(e.into()))?;
-        let refresh = token::mint(TokenKind::Refresh, token.bucket, &token.grant_id, self.rng)
-            .map_err(|e| RefreshError::Store(e.into()))?;
+        // With a grace period the new pair is a function of the presented token, so
+        // a retry of it recomputes the same pair (see `refresh_grace`).
+        let key = if grace_seconds > 0 {
+            refresh_grace::read_key(self.kv)
+        } else {
+            None
+        };
+        let (access, refresh) = match &key {
+            Some(key) => {
+                let derived = |label| DerivedSecret {
+                    key,
+                    seed: &token.hash,
+                    label,
+                };
+                (
+                    token::mint(
+                        TokenKind::Access,
+                        token.bucket,
+                        &token.grant_id,
+                        &derived(1),
+                    ),
+                    token::mint(
+                        TokenKind::Refresh,
+                        token.bucket,
+                        &token.grant_id,
+                        &derived(2),
+                    ),
+                )
+            }
+            None => (
+                token::mint(TokenKind::Access, token.bucket, &token.grant_id, self.rng),
+                token::mint(TokenKind::Refresh, token.bucket, &token.grant_id, self.rng),
+            ),
+        };
+        let access = access.map_err(|e| RefreshError::Store(e.into()))?;
+        let refresh = refresh.map_err(|e| RefreshError::Store(e.into()))?;
         let mut txn = Rotate {
+            grace_seconds: if key.is_some() { grace_seconds } else { 0 },
             presented: token,
             client_id,
             requested_scope,
@@ -409,6 +445,7 @@ impl BucketTxn for Insert {
 }
 
 struct Rotate<'t> {
+    grace_seconds: u64,
     presented: &'t ParsedToken,
     client_id: &'t str,
     requested_scope: Option<&'t [&'t str]>,
@@ -445,6 +482,7 @@ impl BucketTxn for Rotate<'_> {
                 _ => g.scope.clone(),
             };
             g.previous_refresh = g.refresh.as_ref().map(|r| r.hash);
+            g.grace_used = false;
             g.scope = scope.clone();
             g.issued_at = now;
             g.access_hash = self.new_access.hash;
@@ -455,9 +493,25 @@ impl BucketTxn for Rotate<'_> {
             });
             return Step::Write(RotateOutcome::Rotated { scope });
         }
-        if g.previous_refresh
-            .map_or(false, |p| p.matches(&self.presented.hash))
+        let is_previous = g
+            .previous_refresh
+            .map_or(false, |p| p.matches(&self.presented.hash));
+        // A retry within the grace period, once, and only if the grant still holds
+        // the pair derived from this very token (nothing rotated it since).
+        if is_previous
+            && !g.grace_used
+            && now < g.issued_at.saturating_add(self.grace_seconds)
+            && g.access_hash.matches(&self.new_access.hash)
+            && g.refresh
+                .as_ref()
+                .map_or(false, |r| r.hash.matches(&self.new_refresh.hash))
         {
+            g.grace_used = true;
+            return Step::Write(RotateOutcome::Rotated {
+                scope: g.scope.clone(),
+            });
+        }
+        if is_previous {
             g.revoked = true;
             return Step::Write(RotateOutcome::ReuseRevoked);
         }
@@ -586,7 +640,7 @@ mod tests {
         let r1 = parsed(t.refresh_token.as_deref().unwrap());
         let gen_before = GrantStore::revocation_generation(&kv, r1.bucket);
         let n = store
-            .refresh(&r1, "c1", Some(&["PRODUCTION"]), life, 2000)
+            .refresh(&r1, "c1", Some(&["PRODUCTION"]), life, 0, 2000)
             .unwrap();
         assert_eq!(n.scope, "PRODUCTION");
         assert!(store.lookup(&old_access, 2001).is_none());
@@ -599,17 +653,17 @@ mod tests {
         let r2 = parsed(n.refresh_token.as_deref().unwrap());
         assert_eq!(
             store
-                .refresh(&r2, "c1", Some(&["default"]), life, 2001)
+                .refresh(&r2, "c1", Some(&["default"]), life, 0, 2001)
                 .err(),
             Some(RefreshError::InvalidScope)
         );
         // Another client cannot use it.
         assert_eq!(
-            store.refresh(&r2, "c2", None, life, 2001).err(),
+            store.refresh(&r2, "c2", None, life, 0, 2001).err(),
             Some(RefreshError::InvalidGrant)
         );
         // r2 still works for its own client after the failed attempts.
-        assert!(store.refresh(&r2, "c1", None, life, 2002).is_ok());
+        assert!(store.refresh(&r2, "c1", None, life, 0, 2002).is_ok());
     }
 
     #[test]
@@ -622,15 +676,15 @@ mod tests {
         };
         let t = store.issue(&user_grant("c1"), 1000).unwrap();
         let r1 = parsed(t.refresh_token.as_deref().unwrap());
-        let n = store.refresh(&r1, "c1", None, life, 1001).unwrap();
+        let n = store.refresh(&r1, "c1", None, life, 0, 1001).unwrap();
         assert_eq!(
-            store.refresh(&r1, "c1", None, life, 1002).err(),
+            store.refresh(&r1, "c1", None, life, 0, 1002).err(),
             Some(RefreshError::InvalidGrant)
         );
         assert!(store.lookup(&parsed(&n.access_token), 1003).is_none());
         let r2 = parsed(n.refresh_token.as_deref().unwrap());
         assert_eq!(
-            store.refresh(&r2, "c1", None, life, 1003).err(),
+            store.refresh(&r2, "c1", None, life, 0, 1003).err(),
             Some(RefreshError::InvalidGrant)
         );
     }
@@ -743,7 +797,7 @@ mod tests {
                         refresh: Some(60),
                     };
                     store
-                        .refresh(&parsed(&refresh), "c1", None, life, 1001)
+                        .refresh(&parsed(&refresh), "c1", None, life, 0, 1001)
                         .is_ok()
                 })
             })

@@ -22,6 +22,7 @@ pub mod metadata;
 pub mod oauth_error;
 pub mod pending_authorization;
 pub mod pkce;
+pub mod refresh_grace;
 pub mod response;
 pub mod scope;
 pub mod secret_hash;

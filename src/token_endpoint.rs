@@ -262,7 +262,14 @@ fn token_inner(
             };
             let narrowed = (!requested.is_empty()).then_some(requested.as_slice());
             store
-                .refresh(&parsed, &client.client_id, narrowed, lifetimes, now)
+                .refresh(
+                    &parsed,
+                    &client.client_id,
+                    narrowed,
+                    lifetimes,
+                    cfg.refresh_token_grace_seconds,
+                    now,
+                )
                 .map_err(|e| match e {
                     RefreshError::InvalidGrant => invalid(),
                     RefreshError::InvalidScope => OAuthError::new(

@@ -394,6 +394,7 @@ fn a_refresh_revokes_the_cached_previous_access_token() {
                 access: 3600,
                 refresh: Some(86400),
             },
+            0,
             NOW + 1,
         )
         .unwrap();

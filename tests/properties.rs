@@ -810,7 +810,7 @@ fn run_store_ops(seed: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     Some(_) if g.rotated.is_empty() => continue,
                     Some(n) => g.rotated[n % g.rotated.len()].clone(),
                 };
-                let result = store.refresh(&presented, CLIENTS[client], None, USER_LIFE, now);
+                let result = store.refresh(&presented, CLIENTS[client], None, USER_LIFE, 0, now);
                 let current_ok = stale.is_none()
                     && right_client
                     && !g.revoked

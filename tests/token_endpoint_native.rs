@@ -714,3 +714,132 @@ fn failed_passwords_are_throttled_per_username() {
         200
     );
 }
+
+fn with_grace(seconds: u64) -> World {
+    let mut w = World::new();
+    w.cfg = TokenConfig::parse(
+        config()
+            .replacen(
+                "{ \"realm\"",
+                &format!("{{ \"refresh_token_grace_seconds\": {seconds}, \"realm\""),
+                1,
+            )
+            .as_bytes(),
+    )
+    .unwrap();
+    envoy_oauth2::refresh_grace::ensure_key(&w.kv, &HostRandomness).unwrap();
+    w
+}
+
+#[test]
+fn grace_period_returns_the_same_pair_once_for_a_lost_answer() {
+    let mut w = with_grace(5);
+    let auth = basic(C1, S1);
+    let t = json(&w.token(
+        Some(&auth),
+        "grant_type=password&username=admin&password=admin",
+    ));
+    let r1 = t["refresh_token"].as_str().unwrap().to_string();
+    let first = json(&w.token(
+        Some(&auth),
+        &format!("grant_type=refresh_token&refresh_token={r1}"),
+    ));
+    w.clock.advance(2);
+    // The client lost `first` and retries: the very same pair, still valid.
+    let again = w.token(
+        Some(&auth),
+        &format!("grant_type=refresh_token&refresh_token={r1}"),
+    );
+    assert_eq!(again.status, 200);
+    let again = json(&again);
+    assert_eq!(again["access_token"], first["access_token"]);
+    assert_eq!(again["refresh_token"], first["refresh_token"]);
+    let active = |w: &mut World, t: &serde_json::Value| {
+        json(&w.call(
+            "/introspect",
+            "POST",
+            FORM,
+            Some(&basic(C1, S1)),
+            &format!("token={}", t.as_str().unwrap()),
+        ))["active"]
+            == true
+    };
+    assert!(active(&mut w, &first["access_token"]));
+    // Only once: a second retry is reuse, and the whole grant goes.
+    let r = w.token(
+        Some(&auth),
+        &format!("grant_type=refresh_token&refresh_token={r1}"),
+    );
+    assert_error(&r, 400, "invalid_grant");
+    assert!(!active(&mut w, &first["access_token"]));
+    assert!(!active(&mut w, &first["refresh_token"]));
+}
+
+#[test]
+fn grace_period_ends_and_is_off_by_default() {
+    for (grace, wait) in [(5u64, 5u64), (0, 0)] {
+        let mut w = if grace > 0 {
+            with_grace(grace)
+        } else {
+            World::new()
+        };
+        let auth = basic(C1, S1);
+        let t = json(&w.token(
+            Some(&auth),
+            "grant_type=password&username=admin&password=admin",
+        ));
+        let r1 = t["refresh_token"].as_str().unwrap().to_string();
+        let first = json(&w.token(
+            Some(&auth),
+            &format!("grant_type=refresh_token&refresh_token={r1}"),
+        ));
+        w.clock.advance(wait);
+        let r = w.token(
+            Some(&auth),
+            &format!("grant_type=refresh_token&refresh_token={r1}"),
+        );
+        assert_error(&r, 400, "invalid_grant");
+        // Reuse outside the grace period revokes the grant.
+        let v = json(&w.call(
+            "/introspect",
+            "POST",
+            FORM,
+            Some(&auth),
+            &format!("token={}", first["access_token"].as_str().unwrap()),
+        ));
+        assert_eq!(v["active"], false, "grace {grace}");
+    }
+}
+
+#[test]
+fn grace_period_never_resurrects_after_the_new_token_was_used() {
+    let mut w = with_grace(30);
+    let auth = basic(C1, S1);
+    let t = json(&w.token(
+        Some(&auth),
+        "grant_type=password&username=admin&password=admin",
+    ));
+    let r1 = t["refresh_token"].as_str().unwrap().to_string();
+    let first = json(&w.token(
+        Some(&auth),
+        &format!("grant_type=refresh_token&refresh_token={r1}"),
+    ));
+    let r2 = first["refresh_token"].as_str().unwrap().to_string();
+    let second = json(&w.token(
+        Some(&auth),
+        &format!("grant_type=refresh_token&refresh_token={r2}"),
+    ));
+    assert!(second["access_token"].is_string());
+    // r1 is two rotations old: refused, and it returns nothing.
+    let r = w.token(
+        Some(&auth),
+        &format!("grant_type=refresh_token&refresh_token={r1}"),
+    );
+    assert_error(&r, 400, "invalid_grant");
+    // r2 is the previous one and its pair is still current: a retry gets that pair.
+    let r = json(&w.token(
+        Some(&auth),
+        &format!("grant_type=refresh_token&refresh_token={r2}"),
+    ));
+    assert_eq!(r["access_token"], second["access_token"]);
+}

@@ -72,6 +72,7 @@ impl GrantStore<'_> {
                 refresh: None,
                 previous_refresh: None,
                 revoked: false,
+                grace_used: false,
                 code: Some(CodeState {
                     hash: code.hash,
                     redirect_uri: binding.redirect_uri.clone(),

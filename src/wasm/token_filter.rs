@@ -17,6 +17,7 @@ use crate::grant_store::{GrantStore, TxnReport};
 use crate::host::{HostRandomness, Randomness};
 use crate::introspection::handle_introspect;
 use crate::metadata::metadata;
+use crate::refresh_grace;
 use crate::response::Response;
 use crate::throttle::ThrottlePolicy;
 use crate::token_endpoint::{
@@ -43,6 +44,12 @@ pub fn configure(bytes: &[u8]) -> Result<Rc<TokenShared>, ConfigError> {
             field: "store".into(),
             message: "could not create the shared-data keys".into(),
         })?;
+    if cfg.refresh_token_grace_seconds > 0 {
+        refresh_grace::ensure_key(&SharedDataKv, &HostRandomness).map_err(|_| ConfigError {
+            field: "refresh_token_grace_seconds".into(),
+            message: "could not create the shared-data key".into(),
+        })?;
+    }
     ThrottlePolicy::ensure_created(&SharedDataKv).map_err(|_| ConfigError {
         field: "throttle".into(),
         message: "could not create the shared-data keys".into(),
