@@ -46,7 +46,7 @@ run: setup build
 test: setup build
 	cargo test --release
 
-# Side-by-side benchmark (bench/run.py; about 10 minutes on 2 cores). Quick smoke run:
+# Side-by-side benchmark (bench/run.py; about 11 minutes on 2 cores). Quick smoke run:
 # BENCH_SECONDS=1 BENCH_ROUNDS=1 make bench
 bench: setup build
 	cargo build --release --target $(WASM_TARGET) --manifest-path bench/noop-filter/Cargo.toml

@@ -9,6 +9,9 @@
 //!   is the cost of the guard's own code; this minus `noop` is the ABI's.
 //!   A plugin configuration (comma list of `read`, `shared`, `metrics`, `write`)
 //!   limits it to some of them, for breakdown experiments; none means all.
+//! - root_id `reply` (variant `wasm-reply`): waits for the whole request body,
+//!   reads it, and answers locally with a fixed JSON 200 of a token response's
+//!   size: the floor of any Wasm filter that answers POST /token itself.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -17,7 +20,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(BenchRoot { hostcalls: false, metrics: [0, 0], ops: Ops::ALL })
+        Box::new(BenchRoot { mode: Mode::Noop, hostcalls: false, metrics: [0, 0], ops: Ops::ALL })
     });
 }}
 
@@ -47,7 +50,15 @@ impl Ops {
     }
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Noop,
+    Hostcalls,
+    Reply,
+}
+
 struct BenchRoot {
+    mode: Mode,
     hostcalls: bool,
     metrics: [u32; 2],
     ops: Ops,
@@ -61,7 +72,12 @@ impl RootContext for BenchRoot {
             .ok()
             .flatten()
             .unwrap_or_default();
-        self.hostcalls = root_id == b"hostcalls";
+        self.mode = match root_id.as_slice() {
+            b"hostcalls" => Mode::Hostcalls,
+            b"reply" => Mode::Reply,
+            _ => Mode::Noop,
+        };
+        self.hostcalls = self.mode == Mode::Hostcalls;
         if let Ok(Some(config)) = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
             self.ops = Ops::parse(&config);
         }
@@ -74,10 +90,10 @@ impl RootContext for BenchRoot {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        if self.hostcalls {
-            Some(Box::new(HostcallsHttp { metrics: self.metrics, ops: self.ops }))
-        } else {
-            Some(Box::new(NoopHttp))
+        match self.mode {
+            Mode::Hostcalls => Some(Box::new(HostcallsHttp { metrics: self.metrics, ops: self.ops })),
+            Mode::Reply => Some(Box::new(ReplyHttp)),
+            Mode::Noop => Some(Box::new(NoopHttp)),
         }
     }
 
@@ -127,5 +143,37 @@ impl HttpContext for HostcallsHttp {
             }
         }
         Action::Continue
+    }
+}
+
+struct ReplyHttp;
+
+impl Context for ReplyHttp {}
+
+/// About the size of a real client_credentials answer.
+const TOKEN_JSON: &[u8] = br#"{"access_token":"oFZ8iL5cUg3uVd0zQ2m7yR1xN4bT6wH9kA0jP3sE5fG8hJ1lC4vB7nM2qX5tY8rW","token_type":"Bearer","expires_in":3600,"scope":"default"}"#;
+
+impl ReplyHttp {
+    fn answer(&self) -> Action {
+        let headers = vec![("content-type", "application/json"), ("cache-control", "no-store")];
+        let _ = hostcalls::send_http_response(200, headers, Some(TOKEN_JSON));
+        Action::Pause
+    }
+}
+
+impl HttpContext for ReplyHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if end_of_stream {
+            return self.answer();
+        }
+        Action::Pause
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let _ = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size);
+        self.answer()
     }
 }
