@@ -35,7 +35,9 @@ impl Context for GuardHttp {}
 impl HttpContext for GuardHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let Ok(mut guard) = self.guard.try_borrow_mut() else {
-            return Action::Continue;
+            // Cannot happen (one request at a time per VM), but never fail open.
+            host::send_response(503, &[], b"");
+            return Action::Pause;
         };
         let path = host::request_header(":path").unwrap_or_default();
         let method = host::request_header_str(":method").unwrap_or_default();

@@ -112,7 +112,7 @@ impl TokenHttp {
         };
         let shared = self.shared.clone();
         let Ok(mut credentials) = shared.credentials.try_borrow_mut() else {
-            return Action::Continue;
+            return self.answer(503, &[], b"");
         };
         let mut env = ServiceEnv {
             kv: &SharedDataKv,
@@ -186,7 +186,7 @@ impl TokenHttp {
     fn serve_authorize(&mut self, method: &str, query: &str) -> Action {
         let shared = self.shared.clone();
         let Ok(mut credentials) = shared.credentials.try_borrow_mut() else {
-            return Action::Continue;
+            return self.answer(503, &[], b"");
         };
         let mut env = ServiceEnv {
             kv: &SharedDataKv,
