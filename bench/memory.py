@@ -21,7 +21,7 @@ Load: `wrk` with a Lua script when installed (Debian package `wrk`), else Python
 http.client in several processes (slower; the phase then takes longer).
 
 Environment: MEMORY_TOKENS, MEMORY_CONNECTIONS (64), MEMORY_CHURN_LIFETIME,
-MEMORY_CHURN_RATE, MEMORY_CHURN_TURNOVERS, MEMORY_PHASES ("million,churn"),
+MEMORY_CHURN_RATE, MEMORY_CHURN_TURNOVERS, MEMORY_CHURN_BUCKETS (4096), MEMORY_PHASES ("million,churn"),
 ENVOY_BIN (.venv/bin/envoy), ENVOY_OAUTH2_WASM (target/wasm32-wasip1/release/...),
 MEMORY_SECRET_HASH (skip `cargo run --bin hash-secret`).
 Results: printed, and written to bench/results/memory.json.
@@ -58,6 +58,10 @@ CONNECTIONS = int(os.environ.get("MEMORY_CONNECTIONS", "64"))
 CHURN_LIFETIME = int(os.environ.get("MEMORY_CHURN_LIFETIME", "20"))
 CHURN_RATE = int(os.environ.get("MEMORY_CHURN_RATE", "3000"))
 CHURN_TURNOVERS = float(os.environ.get("MEMORY_CHURN_TURNOVERS", "6"))
+# The churn store is sized for its live set (rate x lifetime, 60,000 by default): every
+# bucket is rewritten every second or two, so reclamation runs all the time and the
+# warm-up is not spent on first writes to 65536 never-written buckets.
+CHURN_BUCKETS = int(os.environ.get("MEMORY_CHURN_BUCKETS", "4096"))
 PHASES = os.environ.get("MEMORY_PHASES", "million,churn").split(",")
 
 BUCKETS = 65536
@@ -66,7 +70,8 @@ REVOCATION_SHARDS = 256
 LIMIT_BYTES_PER_TOKEN = 300
 FLAT_TOLERANCE = 0.05
 CLIENT_ID = "bench-client"
-SECRET = "bench-secret-" + b64encode(os.urandom(12)).decode().replace("/", "_")
+# Hex only: RFC 6749 §2.3.1 form-decodes the Basic credentials, so `+` would be a space.
+SECRET = "bench-secret-" + os.urandom(12).hex()
 BODY = "grant_type=client_credentials"
 AUTH = "Basic " + b64encode(f"{CLIENT_ID}:{SECRET}".encode()).decode()
 
@@ -179,7 +184,7 @@ def secret_hash():
     return out.stdout.strip()
 
 
-def token_config(hash_, lifetime):
+def token_config(hash_, lifetime, buckets=BUCKETS):
     cfg = {
         "clients": [
             {
@@ -189,7 +194,7 @@ def token_config(hash_, lifetime):
                 "scopes": ["default"],
             }
         ],
-        "store": {"buckets": BUCKETS, "grants_per_bucket": GRANTS_PER_BUCKET},
+        "store": {"buckets": buckets, "grants_per_bucket": GRANTS_PER_BUCKET},
         "lifetimes": {"application_access_token": lifetime},
     }
     return cfg
@@ -407,6 +412,9 @@ def phase_million(hash_, workdir):
                 # wrk threads stop at their share; wrk itself waits for -d unless interrupted.
                 interrupt(load)
             log(f"  {n:>9,} issued  {(n - last) / 2:>8,.0f}/s  RSS {envoy.rss() / 2**20:.1f} MiB")
+            if reached is None and n == last and time.time() - t0 > 10:
+                interrupt(load)
+                raise SystemExit(f"no tokens issued for 2 s; stats: {envoy.stats()}")
             last = n
         answered, ok, _ = wait_load(load)
         elapsed = (reached or time.time()) - t0
@@ -421,6 +429,7 @@ def phase_million(hash_, workdir):
     per_rss = (rss1 - rss0) / live
     per_alloc = (mem1["allocated"] - mem0["allocated"]) / live
     res = {
+        "store": {"buckets": BUCKETS, "grants_per_bucket": GRANTS_PER_BUCKET},
         "tokens_requested": TOKENS,
         "answers": answered,
         "answers_200": ok,
@@ -454,8 +463,9 @@ def phase_churn(hash_, workdir):
     duration = warmup + measure
     pause_ms = max(0, int(CONNECTIONS * 1000 / CHURN_RATE))
     log(f"== phase 2: churn, lifetime {life} s, ~{CHURN_RATE}/s for {duration:.0f} s "
-        f"(warm-up {warmup} s, then {CHURN_TURNOVERS:g} turnovers)")
-    envoy = Envoy(token_config(hash_, life), workdir, "churn")
+        f"(warm-up {warmup} s, then {CHURN_TURNOVERS:g} turnovers), store {CHURN_BUCKETS} buckets "
+        f"x {GRANTS_PER_BUCKET}")
+    envoy = Envoy(token_config(hash_, life, CHURN_BUCKETS), workdir, "churn")
     samples = []
     try:
         rss0, mem0 = settle(envoy)
@@ -492,7 +502,7 @@ def phase_churn(hash_, workdir):
     live = samples[-1]["issued"] - tail[0]["issued"]
     turnovers = (after[-1]["t"] - warm["t"]) / life
     growth = (max_rss - warm["rss"]) / warm["rss"]
-    expected_keys = BUCKETS + REVOCATION_SHARDS
+    expected_keys = CHURN_BUCKETS + REVOCATION_SHARDS
     keys_ok = keys == [expected_keys]
     # Bytes one of these grants takes in its bucket (see src/bucket.rs): fixed part 44,
     # client u8-len, scope u16-len. Without reclamation the store would grow by at least
@@ -502,6 +512,7 @@ def phase_churn(hash_, workdir):
     alloc_growth = max_alloc - warm["allocated"]
     flat = growth <= FLAT_TOLERANCE and alloc_growth <= 0.25 * unreclaimed
     res = {
+        "store": {"buckets": CHURN_BUCKETS, "grants_per_bucket": GRANTS_PER_BUCKET},
         "lifetime_seconds": life,
         "duration_seconds": duration,
         "warmup_seconds": warmup,
@@ -539,6 +550,17 @@ def phase_churn(hash_, workdir):
     return res
 
 
+def revision():
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "Cargo.toml"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        return rev + ("+uncommitted changes in src" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return os.environ.get("MEMORY_REVISION", "unknown")
+
+
 def main():
     for p, what in [(ENVOY, "run `make setup`"), (WASM, "run `make build`")]:
         if not os.path.exists(p):
@@ -547,10 +569,10 @@ def main():
     workdir = tempfile.mkdtemp(prefix="oauth2-memory-")
     out = {
         "command": "make bench-memory",
+        "revision": revision(),
         "env": {k: v for k, v in os.environ.items() if k.startswith("MEMORY_")},
         "envoy": subprocess.run([ENVOY, "--version"], capture_output=True, text=True).stdout.strip(),
         "concurrency": 2,
-        "store": {"buckets": BUCKETS, "grants_per_bucket": GRANTS_PER_BUCKET},
         "load_generator": "wrk" if shutil.which("wrk") else "python http.client",
         "connections": CONNECTIONS,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
