@@ -40,7 +40,12 @@ impl HttpContext for GuardHttp {
             return Action::Pause;
         };
         let path = host::request_header(":path").unwrap_or_default();
-        let method = host::request_header_str(":method").unwrap_or_default();
+        // One host call fewer on the hot path when no rule looks at the method.
+        let method = if guard.cfg.rules.iter().any(|r| !r.methods.is_empty()) {
+            host::request_header_str(":method").unwrap_or_default()
+        } else {
+            String::new()
+        };
         let authorization = host::request_header("authorization");
         let req = GuardRequest {
             method: &method,
