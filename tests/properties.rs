@@ -347,7 +347,7 @@ fn json_leaf() -> impl Strategy<Value = Value> {
         .prop_map(Value::from),
         any::<f64>()
             .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
-        proptest::sample::select(STRING_WORDS).prop_map(|s| Value::from(s)),
+        proptest::sample::select(STRING_WORDS).prop_map(Value::from),
         any::<String>().prop_map(Value::from),
         "[ -~]{0,300}".prop_map(Value::from),
     ]
