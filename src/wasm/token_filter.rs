@@ -111,46 +111,56 @@ impl TokenHttp {
             return Action::Continue;
         };
         let shared = self.shared.clone();
-        let Ok(mut credentials) = shared.credentials.try_borrow_mut() else {
-            return self.answer(503, &[], b"");
-        };
+        let content_type = self.content_type.as_deref();
+        let answer = shared.with_env(|cfg, env| {
+            let req = EndpointRequest {
+                method: "POST",
+                content_type,
+                authorization: self.authorization.as_deref(),
+                body,
+            };
+            let result = match endpoint {
+                Endpoint::Token => handle_token(cfg, env, &req),
+                Endpoint::Revoke => handle_revoke(cfg, env, &req),
+                Endpoint::Introspect => handle_introspect(cfg, env, &req),
+                Endpoint::Authorize => {
+                    let req = AuthorizeRequest {
+                        method: "POST",
+                        query: "",
+                        content_type,
+                        body,
+                    };
+                    let result = handle_authorize(cfg, env, &req);
+                    record_authorize(&result);
+                    return result.response;
+                }
+            };
+            record(&result);
+            result.response
+        });
+        self.respond(answer)
+    }
+
+    /// Writes the core's answer; `None` (state unexpectedly busy) is a 503, never a pass.
+    fn respond(&mut self, answer: Option<Response>) -> Action {
+        match answer {
+            Some(r) => self.answer(r.status, &r.headers, &r.body),
+            None => self.answer(503, &[], b""),
+        }
+    }
+}
+
+impl TokenShared {
+    /// Runs `f` with the host behind the core's traits and this worker's credential cache.
+    fn with_env<T>(&self, f: impl FnOnce(&TokenConfig, &mut ServiceEnv) -> T) -> Option<T> {
+        let mut credentials = self.credentials.try_borrow_mut().ok()?;
         let mut env = ServiceEnv {
             kv: &SharedDataKv,
             clock: &HostClock,
             rng: &HostRandomness,
             credentials: &mut credentials,
         };
-        let req = EndpointRequest {
-            method: "POST",
-            content_type: self.content_type.as_deref(),
-            authorization: self.authorization.as_deref(),
-            body,
-        };
-        let result = match endpoint {
-            Endpoint::Authorize => {
-                let areq = AuthorizeRequest {
-                    method: "POST",
-                    query: "",
-                    content_type: self.content_type.as_deref(),
-                    body,
-                };
-                let result = handle_authorize(&shared.cfg, &mut env, &areq);
-                drop(credentials);
-                record_authorize(&result);
-                let r = result.response;
-                return self.answer(r.status, &r.headers, &r.body);
-            }
-            Endpoint::Token => handle_token(&shared.cfg, &mut env, &req),
-            Endpoint::Revoke => handle_revoke(&shared.cfg, &mut env, &req),
-            Endpoint::Introspect => handle_introspect(&shared.cfg, &mut env, &req),
-        };
-        drop(credentials);
-        record(&result);
-        self.answer(
-            result.response.status,
-            &result.response.headers,
-            &result.response.body,
-        )
+        Some(f(&self.cfg, &mut env))
     }
 }
 
@@ -185,26 +195,18 @@ impl TokenHttp {
     /// `/authorize` with any method but POST: answered from the headers alone.
     fn serve_authorize(&mut self, method: &str, query: &str) -> Action {
         let shared = self.shared.clone();
-        let Ok(mut credentials) = shared.credentials.try_borrow_mut() else {
-            return self.answer(503, &[], b"");
-        };
-        let mut env = ServiceEnv {
-            kv: &SharedDataKv,
-            clock: &HostClock,
-            rng: &HostRandomness,
-            credentials: &mut credentials,
-        };
-        let req = AuthorizeRequest {
-            method,
-            query,
-            content_type: None,
-            body: &[],
-        };
-        let result = handle_authorize(&shared.cfg, &mut env, &req);
-        drop(credentials);
-        record_authorize(&result);
-        let r = result.response;
-        self.answer(r.status, &r.headers, &r.body)
+        let answer = shared.with_env(|cfg, env| {
+            let req = AuthorizeRequest {
+                method,
+                query,
+                content_type: None,
+                body: &[],
+            };
+            let result = handle_authorize(cfg, env, &req);
+            record_authorize(&result);
+            result.response
+        });
+        self.respond(answer)
     }
 
     fn serve_metadata(&mut self) -> Action {
