@@ -2,8 +2,9 @@
 //!
 //! Keys: `oauth2/g/<bucket>` holds a [`Bucket`]; `oauth2/rev/<shard>` holds a
 //! revocation generation (u64) that goes up whenever a token of a bucket in
-//! that shard stops being valid early, so per-worker caches can notice.
-//! The number of keys is `buckets + 256` whatever the traffic: shared data has
+//! that shard stops being valid early, so per-worker caches can notice;
+//! `oauth2/key` holds the store's key (`server_key`).
+//! The number of keys is `buckets + 257` whatever the traffic: shared data has
 //! no delete, so dead grants are reclaimed inside their bucket on every write.
 //!
 //! Every change is a [`BucketTxn`]: a pure function of the bucket's current
@@ -15,8 +16,9 @@
 use crate::bucket::{Bucket, Corrupt};
 use crate::grant::{Grant, RefreshState};
 use crate::host::{KvStore, RandomUnavailable, Randomness, WriteError};
-use crate::refresh_grace::{self, DerivedSecret};
+use crate::refresh_grace::DerivedSecret;
 use crate::scope;
+use crate::server_key::{self, ServerKey};
 use crate::token::{self, MintedToken, ParsedToken, TokenHash, TokenKind};
 
 // Authorization codes: transactions on the same grant records (a child module,
@@ -189,7 +191,7 @@ impl<'a> GrantStore<'a> {
         }
     }
 
-    /// Creates every bucket and revocation key that does not exist yet. Run once
+    /// Creates every bucket and revocation key, and the store's key, that does not exist yet. Run once
     /// at configuration, before requests: Envoy accepts any write to a missing
     /// key, so a key first created while another worker writes it could lose that
     /// write. Returns how many keys it created.
@@ -211,24 +213,31 @@ impl<'a> GrantStore<'a> {
                 created += 1;
             }
         }
+        if server_key::ensure_key(self.kv, self.rng).map_err(|_| StoreError::Unavailable)? {
+            created += 1;
+        }
         Ok(created)
+    }
+
+    /// The store's key, which refresh tokens need; created by `ensure_created`.
+    fn key(&self) -> Result<ServerKey, StoreError> {
+        server_key::read_key(self.kv).ok_or(StoreError::Unavailable)
     }
 
     /// Issues a new grant with its tokens.
     pub fn issue(&mut self, req: &GrantRequest, now: u64) -> Result<IssuedTokens, StoreError> {
+        let key = match req.lifetimes.refresh {
+            Some(_) => Some(self.key()?),
+            None => None,
+        };
         for _ in 0..PLACEMENT_TRIES {
             let mut pick = [0u8; 4];
             self.rng.fill(&mut pick)?;
             let bucket = u32::from_be_bytes(pick) % self.layout.buckets.max(1);
             let grant_id = token::new_grant_id(self.rng)?;
-            let access = token::mint(TokenKind::Access, bucket, &grant_id, self.rng)?;
-            let refresh = match req.lifetimes.refresh {
-                Some(_) => Some(token::mint(
-                    TokenKind::Refresh,
-                    bucket,
-                    &grant_id,
-                    self.rng,
-                )?),
+            let access = token::mint_access(bucket, &grant_id, self.rng)?;
+            let refresh = match &key {
+                Some(key) => Some(token::mint_refresh(bucket, &grant_id, self.rng, key)?),
                 None => None,
             };
             let grant = Grant {
@@ -291,8 +300,8 @@ impl<'a> GrantStore<'a> {
     }
 
     /// Rotates a refresh token: the presented one dies, the grant's access token is
-    /// replaced, and a new pair is returned. A refresh token already rotated away
-    /// revokes the whole grant (reuse detection).
+    /// replaced, and a new pair is returned. Any refresh token of the grant's
+    /// rotation chain already rotated away revokes the whole grant (reuse detection).
     pub fn refresh(
         &mut self,
         token: &ParsedToken,
@@ -306,44 +315,26 @@ impl<'a> GrantStore<'a> {
             return Err(RefreshError::InvalidGrant);
         }
         let refresh_life = lifetimes.refresh.unwrap_or(0);
+        let key = self.key().map_err(RefreshError::Store)?;
         // With a grace period the new pair is a function of the presented token, so
         // a retry of it recomputes the same pair (see `refresh_grace`).
-        let key = if grace_seconds > 0 {
-            refresh_grace::read_key(self.kv)
+        let derived = |label| DerivedSecret {
+            key: &key,
+            seed: &token.hash,
+            label,
+        };
+        let (access_rng, refresh_rng): (&dyn Randomness, &dyn Randomness) = if grace_seconds > 0 {
+            (&derived(1), &derived(2))
         } else {
-            None
+            (self.rng, self.rng)
         };
-        let (access, refresh) = match &key {
-            Some(key) => {
-                let derived = |label| DerivedSecret {
-                    key,
-                    seed: &token.hash,
-                    label,
-                };
-                (
-                    token::mint(
-                        TokenKind::Access,
-                        token.bucket,
-                        &token.grant_id,
-                        &derived(1),
-                    ),
-                    token::mint(
-                        TokenKind::Refresh,
-                        token.bucket,
-                        &token.grant_id,
-                        &derived(2),
-                    ),
-                )
-            }
-            None => (
-                token::mint(TokenKind::Access, token.bucket, &token.grant_id, self.rng),
-                token::mint(TokenKind::Refresh, token.bucket, &token.grant_id, self.rng),
-            ),
-        };
-        let access = access.map_err(|e| RefreshError::Store(e.into()))?;
-        let refresh = refresh.map_err(|e| RefreshError::Store(e.into()))?;
+        let access = token::mint_access(token.bucket, &token.grant_id, access_rng)
+            .map_err(|e| RefreshError::Store(e.into()))?;
+        let refresh = token::mint_refresh(token.bucket, &token.grant_id, refresh_rng, &key)
+            .map_err(|e| RefreshError::Store(e.into()))?;
         let mut txn = Rotate {
-            grace_seconds: if key.is_some() { grace_seconds } else { 0 },
+            grace_seconds,
+            key: &key,
             presented: token,
             client_id,
             requested_scope,
@@ -446,6 +437,7 @@ impl BucketTxn for Insert {
 
 struct Rotate<'t> {
     grace_seconds: u64,
+    key: &'t ServerKey,
     presented: &'t ParsedToken,
     client_id: &'t str,
     requested_scope: Option<&'t [&'t str]>,
@@ -511,7 +503,18 @@ impl BucketTxn for Rotate<'_> {
                 scope: g.scope.clone(),
             });
         }
-        if is_previous {
+        // Any other refresh token minted here for this grant was rotated away
+        // before: the previous one, or (proved by its family tag) an older one.
+        let is_current = g
+            .refresh
+            .as_ref()
+            .map_or(false, |r| r.hash.matches(&self.presented.hash));
+        let minted_here = self
+            .presented
+            .family
+            .as_ref()
+            .map_or(false, |f| f.verifies(self.key));
+        if !g.revoked && !is_current && (is_previous || minted_here) {
             g.revoked = true;
             return Step::Write(RotateOutcome::ReuseRevoked);
         }
@@ -578,15 +581,17 @@ mod tests {
     fn layout_is_created_once_with_a_bounded_key_count() {
         let kv = MemoryKv::default();
         let store = GrantStore::new(&kv, &HostRandomness, LAYOUT);
-        assert_eq!(store.ensure_created().unwrap(), 8 + REVOCATION_SHARDS);
+        // Buckets, revocation shards and the store's key.
+        assert_eq!(store.ensure_created().unwrap(), 8 + REVOCATION_SHARDS + 1);
         assert_eq!(store.ensure_created().unwrap(), 0);
-        assert_eq!(kv.key_count(), 8 + REVOCATION_SHARDS as usize);
+        assert_eq!(kv.key_count(), 8 + REVOCATION_SHARDS as usize + 1);
     }
 
     #[test]
     fn issued_tokens_are_found_by_kind_and_nothing_else_is() {
         let kv = MemoryKv::default();
         let mut store = GrantStore::new(&kv, &HostRandomness, LAYOUT);
+        store.ensure_created().unwrap();
         let t = store.issue(&user_grant("c1"), 1000).unwrap();
         let access = parsed(&t.access_token);
         let refresh = parsed(t.refresh_token.as_deref().unwrap());
@@ -597,13 +602,7 @@ mod tests {
         // Expired.
         assert!(store.lookup(&access, 1000 + 3600).is_none());
         // Same grant id and bucket, wrong secret.
-        let forged = token::mint(
-            TokenKind::Access,
-            access.bucket,
-            &access.grant_id,
-            &HostRandomness,
-        )
-        .unwrap();
+        let forged = token::mint_access(access.bucket, &access.grant_id, &HostRandomness).unwrap();
         assert!(store.lookup(&parsed(&forged.text), 1001).is_none());
     }
 
@@ -611,6 +610,7 @@ mod tests {
     fn the_store_keeps_only_hashes() {
         let kv = MemoryKv::default();
         let mut store = GrantStore::new(&kv, &HostRandomness, LAYOUT);
+        store.ensure_created().unwrap();
         let t = store.issue(&user_grant("c1"), 1000).unwrap();
         let b = parsed(&t.access_token).bucket;
         let raw = kv.get(&bucket_key(b)).value.unwrap();
@@ -631,6 +631,7 @@ mod tests {
     fn refresh_rotates_once_and_kills_the_old_access_token() {
         let kv = MemoryKv::default();
         let mut store = GrantStore::new(&kv, &HostRandomness, LAYOUT);
+        store.ensure_created().unwrap();
         let life = Lifetimes {
             access: 3600,
             refresh: Some(86400),
@@ -670,6 +671,7 @@ mod tests {
     fn replaying_a_used_refresh_token_revokes_the_whole_grant() {
         let kv = MemoryKv::default();
         let mut store = GrantStore::new(&kv, &HostRandomness, LAYOUT);
+        store.ensure_created().unwrap();
         let life = Lifetimes {
             access: 3600,
             refresh: Some(86400),
@@ -690,9 +692,86 @@ mod tests {
     }
 
     #[test]
+    fn replaying_any_older_refresh_token_of_the_chain_revokes_the_grant() {
+        let kv = MemoryKv::default();
+        let mut store = GrantStore::new(&kv, &HostRandomness, LAYOUT);
+        store.ensure_created().unwrap();
+        let life = Lifetimes {
+            access: 3600,
+            refresh: Some(86400),
+        };
+        let t = store.issue(&user_grant("c1"), 1000).unwrap();
+        let mut chain = vec![t.refresh_token.unwrap()];
+        let mut access = t.access_token;
+        for now in 1001..1005 {
+            let n = store
+                .refresh(&parsed(chain.last().unwrap()), "c1", None, life, 0, now)
+                .unwrap();
+            chain.push(n.refresh_token.unwrap());
+            access = n.access_token;
+        }
+        // A token that only names the grant (right bucket and grant id, a secret
+        // and tag of its own) proves nothing and revokes nothing.
+        let first = parsed(&chain[0]);
+        let forged =
+            token::mint_refresh(first.bucket, &first.grant_id, &HostRandomness, &[9; 32]).unwrap();
+        assert_eq!(
+            store
+                .refresh(&parsed(&forged.text), "c1", None, life, 0, 1010)
+                .err(),
+            Some(RefreshError::InvalidGrant)
+        );
+        assert!(store.lookup(&parsed(&access), 1010).is_some());
+        // Neither does a genuine old token presented by another client.
+        assert_eq!(
+            store.refresh(&first, "c2", None, life, 0, 1010).err(),
+            Some(RefreshError::InvalidGrant)
+        );
+        assert!(store.lookup(&parsed(&access), 1010).is_some());
+        // The first token of the chain, four rotations old: reuse.
+        let gen_before = GrantStore::revocation_generation(&kv, first.bucket);
+        assert_eq!(
+            store.refresh(&first, "c1", None, life, 0, 1010).err(),
+            Some(RefreshError::InvalidGrant)
+        );
+        assert!(GrantStore::revocation_generation(&kv, first.bucket) > gen_before);
+        assert!(store.lookup(&parsed(&access), 1011).is_none());
+        let last = parsed(chain.last().unwrap());
+        assert!(store.lookup(&last, 1011).is_none());
+        assert_eq!(
+            store.refresh(&last, "c1", None, life, 0, 1011).err(),
+            Some(RefreshError::InvalidGrant)
+        );
+    }
+
+    #[test]
+    fn an_expired_current_refresh_token_is_refused_without_revoking() {
+        let kv = MemoryKv::default();
+        let mut store = GrantStore::new(&kv, &HostRandomness, LAYOUT);
+        store.ensure_created().unwrap();
+        let req = GrantRequest {
+            lifetimes: Lifetimes {
+                access: 3600,
+                refresh: Some(60),
+            },
+            ..user_grant("c1")
+        };
+        let t = store.issue(&req, 1000).unwrap();
+        let life = req.lifetimes;
+        let r = parsed(t.refresh_token.as_deref().unwrap());
+        assert_eq!(
+            store.refresh(&r, "c1", None, life, 0, 1060).err(),
+            Some(RefreshError::InvalidGrant)
+        );
+        // The access token outlives the refresh token and stays valid.
+        assert!(store.lookup(&parsed(&t.access_token), 1061).is_some());
+    }
+
+    #[test]
     fn revoking_either_token_revokes_both_for_the_owner_only() {
         let kv = MemoryKv::default();
         let mut store = GrantStore::new(&kv, &HostRandomness, LAYOUT);
+        store.ensure_created().unwrap();
         let t = store.issue(&user_grant("c1"), 1000).unwrap();
         let access = parsed(&t.access_token);
         let refresh = parsed(t.refresh_token.as_deref().unwrap());
@@ -740,7 +819,7 @@ mod tests {
         // After expiry the space comes back, and the key count never grew.
         let again = (0..40).filter(|_| store.issue(&app, 200).is_ok()).count();
         assert_eq!(again, 6);
-        assert_eq!(kv.key_count(), 2 + REVOCATION_SHARDS as usize);
+        assert_eq!(kv.key_count(), 2 + REVOCATION_SHARDS as usize + 1);
         assert!(store.report.reclaimed >= 5);
     }
 
@@ -773,7 +852,7 @@ mod tests {
         let warm = sizes[20];
         let max_after = *sizes[20..].iter().max().unwrap();
         assert!(max_after < warm * 2, "warm {warm} max {max_after}");
-        assert_eq!(kv.key_count(), 64 + REVOCATION_SHARDS as usize);
+        assert_eq!(kv.key_count(), 64 + REVOCATION_SHARDS as usize + 1);
     }
 
     #[test]
@@ -792,6 +871,7 @@ mod tests {
                 let refresh = refresh.clone();
                 std::thread::spawn(move || {
                     let mut store = GrantStore::new(&*kv, &HostRandomness, LAYOUT);
+                    store.ensure_created().unwrap();
                     let life = Lifetimes {
                         access: 60,
                         refresh: Some(60),
@@ -821,6 +901,7 @@ mod tests {
                 grants_per_bucket: 4,
             },
         );
+        store.ensure_created().unwrap();
         let t = store.issue(&user_grant("c1"), 1000).unwrap();
         kv.set(&bucket_key(0), b"\x01garbage", None).unwrap();
         assert!(store.lookup(&parsed(&t.access_token), 1001).is_none());

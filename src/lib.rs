@@ -26,6 +26,7 @@ pub mod refresh_grace;
 pub mod response;
 pub mod scope;
 pub mod secret_hash;
+pub mod server_key;
 pub mod throttle;
 pub mod token;
 pub mod token_endpoint;

@@ -3,32 +3,15 @@
 //! within a few seconds, and gets the same new pair back.
 //!
 //! The store keeps only hashes, so "the same pair" is recomputed: with a grace
-//! period configured, the tokens of a rotation are HMAC-SHA256, under a 256-bit
-//! key from the host CSPRNG kept in shared data (`oauth2/key`), of the presented
-//! refresh token's hash. Without a grace period (the default) tokens come
-//! straight from the CSPRNG and no key exists.
+//! period configured, the secrets of a rotation are HMAC-SHA256, under the
+//! store's key (`server_key`), of the presented refresh token's hash. Without a
+//! grace period (the default) secrets come straight from the CSPRNG.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::host::{KvStore, RandomUnavailable, Randomness, WriteError};
+use crate::host::{RandomUnavailable, Randomness};
 use crate::token::TokenHash;
-
-pub const KEY_NAME: &str = "oauth2/key";
-
-/// Creates the key once (at configuration, on Envoy's main thread first).
-pub fn ensure_key(kv: &dyn KvStore, rng: &dyn Randomness) -> Result<(), WriteError> {
-    if read_key(kv).is_some() {
-        return Ok(());
-    }
-    let mut key = [0u8; 32];
-    rng.fill(&mut key).map_err(|_| WriteError::Failed)?;
-    kv.set(KEY_NAME, &key, None)
-}
-
-pub fn read_key(kv: &dyn KvStore) -> Option<[u8; 32]> {
-    kv.get(KEY_NAME).value.and_then(|v| v.try_into().ok())
-}
 
 /// Deterministic "randomness" for one rotation: each `label` (access, refresh)
 /// gives its own stream.
@@ -55,16 +38,10 @@ impl Randomness for DerivedSecret<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::memory::MemoryKv;
-    use crate::host::HostRandomness;
 
     #[test]
-    fn the_key_is_made_once_and_streams_are_deterministic_and_distinct() {
-        let kv = MemoryKv::default();
-        ensure_key(&kv, &HostRandomness).unwrap();
-        let key = read_key(&kv).unwrap();
-        ensure_key(&kv, &HostRandomness).unwrap();
-        assert_eq!(read_key(&kv), Some(key));
+    fn streams_are_deterministic_and_distinct() {
+        let key = [7u8; 32];
         let seed = TokenHash([3; 16]);
         let fill = |label: u8| {
             let mut b = [0u8; 40];

@@ -1,4 +1,5 @@
-//! Token format. A token is 48 random-looking bytes as 64 URL-safe characters:
+//! Token format. An access token (and a code or form handle) is 48 bytes as 64
+//! URL-safe characters:
 //!
 //! `kind (1) | bucket (4, big-endian) | grant id (11) | secret (32)`
 //!
@@ -6,18 +7,30 @@
 //! names the store bucket that holds its grant, so a lookup is one read and
 //! needs no shared layout between the filters. The store keeps only
 //! [`TokenHash`]es, never a token.
+//!
+//! A refresh token is 60 bytes as 80 characters: the same 48 bytes, then a
+//! 96-bit *family tag*, HMAC-SHA256 of those 48 bytes under the store's key.
+//! The store forgets a refresh token's hash once it is rotated away; the tag
+//! still proves that an old token was minted here for its grant, so presenting
+//! any used token of a rotation chain revokes the chain (RFC 9700 §4.14.2), and a
+//! forged token that merely names a grant id revokes nothing.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::host::{RandomUnavailable, Randomness};
+use crate::server_key::ServerKey;
 
 pub const TOKEN_BYTES: usize = 48;
 pub const TOKEN_CHARS: usize = 64;
+pub const REFRESH_BYTES: usize = TOKEN_BYTES + FAMILY_TAG_BYTES;
+pub const REFRESH_CHARS: usize = 80;
 pub const GRANT_ID_BYTES: usize = 11;
 const SECRET_BYTES: usize = 32;
+const FAMILY_TAG_BYTES: usize = 12;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {
@@ -69,19 +82,83 @@ pub struct ParsedToken {
     pub bucket: u32,
     pub grant_id: GrantId,
     pub hash: TokenHash,
+    /// Refresh tokens only: the proof that this server minted the token for its grant.
+    pub family: Option<FamilyTag>,
+}
+
+/// The family tag of a refresh token and the bytes it signs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilyTag {
+    signed: [u8; TOKEN_BYTES],
+    tag: [u8; FAMILY_TAG_BYTES],
+}
+
+impl FamilyTag {
+    /// The token was minted by this store (under `key`): constant-time check.
+    pub fn verifies(&self, key: &ServerKey) -> bool {
+        match family_tag(key, &self.signed) {
+            Some(expected) => expected.ct_eq(&self.tag).into(),
+            None => false,
+        }
+    }
+}
+
+fn family_tag(key: &ServerKey, signed: &[u8; TOKEN_BYTES]) -> Option<[u8; FAMILY_TAG_BYTES]> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).ok()?;
+    mac.update(b"oauth2 refresh family");
+    mac.update(signed);
+    let out = mac.finalize().into_bytes();
+    let mut tag = [0u8; FAMILY_TAG_BYTES];
+    tag.copy_from_slice(&out[..FAMILY_TAG_BYTES]);
+    Some(tag)
 }
 
 /// Parses a presented token. Anything that is not exactly our format is `None`.
 pub fn parse(text: &str) -> Option<ParsedToken> {
+    if text.len() == REFRESH_CHARS {
+        return parse_refresh(text);
+    }
     let (tag, bucket, grant_id, hash) = parse_raw(text)?;
     Some(ParsedToken {
         kind: TokenKind::from_tag(tag)?,
         bucket,
         grant_id,
         hash,
+        family: None,
     })
 }
 
+fn parse_refresh(text: &str) -> Option<ParsedToken> {
+    let mut raw = [0u8; REFRESH_BYTES];
+    let n = URL_SAFE_NO_PAD
+        .decode_slice(text.as_bytes(), &mut raw)
+        .ok()?;
+    if n != REFRESH_BYTES || TokenKind::from_tag(raw[0])? != TokenKind::Refresh {
+        return None;
+    }
+    let mut signed = [0u8; TOKEN_BYTES];
+    signed.copy_from_slice(&raw[..TOKEN_BYTES]);
+    let mut tag = [0u8; FAMILY_TAG_BYTES];
+    tag.copy_from_slice(&raw[TOKEN_BYTES..]);
+    let (bucket, grant_id) = layout(&signed);
+    Some(ParsedToken {
+        kind: TokenKind::Refresh,
+        bucket,
+        grant_id,
+        hash: hash_bytes(&raw),
+        family: Some(FamilyTag { signed, tag }),
+    })
+}
+
+fn layout(raw: &[u8; TOKEN_BYTES]) -> (u32, GrantId) {
+    let bucket = u32::from_be_bytes([raw[1], raw[2], raw[3], raw[4]]);
+    let mut grant_id = [0u8; GRANT_ID_BYTES];
+    grant_id.copy_from_slice(&raw[5..5 + GRANT_ID_BYTES]);
+    (bucket, grant_id)
+}
+
+/// A 64-character token. (A 64-character refresh token is the format before family
+/// tags: still accepted while it is current, it just cannot prove old ones.)
 fn parse_raw(text: &str) -> Option<(u8, u32, GrantId, TokenHash)> {
     if text.len() != TOKEN_CHARS {
         return None;
@@ -93,9 +170,7 @@ fn parse_raw(text: &str) -> Option<(u8, u32, GrantId, TokenHash)> {
     if n != TOKEN_BYTES {
         return None;
     }
-    let bucket = u32::from_be_bytes([raw[1], raw[2], raw[3], raw[4]]);
-    let mut grant_id = [0u8; GRANT_ID_BYTES];
-    grant_id.copy_from_slice(&raw[5..5 + GRANT_ID_BYTES]);
+    let (bucket, grant_id) = layout(&raw);
     Some((raw[0], bucket, grant_id, hash_bytes(&raw)))
 }
 
@@ -128,6 +203,7 @@ pub fn parse_handle(text: &str, kind: HandleKind) -> Option<ParsedToken> {
         bucket,
         grant_id,
         hash,
+        family: None,
     })
 }
 
@@ -160,13 +236,30 @@ pub fn new_grant_id(rng: &dyn Randomness) -> Result<GrantId, RandomUnavailable> 
     Ok(id)
 }
 
-pub fn mint(
-    kind: TokenKind,
+pub fn mint_access(
     bucket: u32,
     grant_id: &GrantId,
     rng: &dyn Randomness,
 ) -> Result<MintedToken, RandomUnavailable> {
-    mint_tagged(kind.tag(), bucket, grant_id, rng)
+    mint_tagged(TokenKind::Access.tag(), bucket, grant_id, rng)
+}
+
+/// A refresh token, with its family tag under the store's `key`.
+pub fn mint_refresh(
+    bucket: u32,
+    grant_id: &GrantId,
+    rng: &dyn Randomness,
+    key: &ServerKey,
+) -> Result<MintedToken, RandomUnavailable> {
+    let signed = raw_token(TokenKind::Refresh.tag(), bucket, grant_id, rng)?;
+    let tag = family_tag(key, &signed).ok_or(RandomUnavailable)?;
+    let mut raw = [0u8; REFRESH_BYTES];
+    raw[..TOKEN_BYTES].copy_from_slice(&signed);
+    raw[TOKEN_BYTES..].copy_from_slice(&tag);
+    Ok(MintedToken {
+        text: URL_SAFE_NO_PAD.encode(raw),
+        hash: hash_bytes(&raw),
+    })
 }
 
 fn mint_tagged(
@@ -175,16 +268,26 @@ fn mint_tagged(
     grant_id: &GrantId,
     rng: &dyn Randomness,
 ) -> Result<MintedToken, RandomUnavailable> {
+    let raw = raw_token(tag, bucket, grant_id, rng)?;
+    Ok(MintedToken {
+        text: URL_SAFE_NO_PAD.encode(raw),
+        hash: hash_bytes(&raw),
+    })
+}
+
+fn raw_token(
+    tag: u8,
+    bucket: u32,
+    grant_id: &GrantId,
+    rng: &dyn Randomness,
+) -> Result<[u8; TOKEN_BYTES], RandomUnavailable> {
     let mut raw = [0u8; TOKEN_BYTES];
     raw[0] = tag;
     raw[1..5].copy_from_slice(&bucket.to_be_bytes());
     raw[5..5 + GRANT_ID_BYTES].copy_from_slice(grant_id);
     rng.fill(&mut raw[5 + GRANT_ID_BYTES..])?;
     debug_assert_eq!(raw.len() - 5 - GRANT_ID_BYTES, SECRET_BYTES);
-    Ok(MintedToken {
-        text: URL_SAFE_NO_PAD.encode(raw),
-        hash: hash_bytes(&raw),
-    })
+    Ok(raw)
 }
 
 #[cfg(test)]
@@ -192,23 +295,47 @@ mod tests {
     use super::*;
     use crate::host::HostRandomness;
 
+    const KEY: ServerKey = [5; 32];
+
     #[test]
     fn minted_tokens_parse_back_to_their_parts() {
         let id = new_grant_id(&HostRandomness).unwrap();
-        let t = mint(TokenKind::Refresh, 77, &id, &HostRandomness).unwrap();
-        assert_eq!(t.text.len(), TOKEN_CHARS);
-        let p = parse(&t.text).unwrap();
-        assert_eq!(p.kind, TokenKind::Refresh);
-        assert_eq!(p.bucket, 77);
-        assert_eq!(p.grant_id, id);
-        assert!(p.hash.matches(&t.hash));
+        let a = mint_access(77, &id, &HostRandomness).unwrap();
+        assert_eq!(a.text.len(), TOKEN_CHARS);
+        let p = parse(&a.text).unwrap();
+        assert_eq!((p.kind, p.bucket, p.grant_id), (TokenKind::Access, 77, id));
+        assert!(p.hash.matches(&a.hash));
+        assert!(p.family.is_none());
+        let r = mint_refresh(78, &id, &HostRandomness, &KEY).unwrap();
+        assert_eq!(r.text.len(), REFRESH_CHARS);
+        let p = parse(&r.text).unwrap();
+        assert_eq!((p.kind, p.bucket, p.grant_id), (TokenKind::Refresh, 78, id));
+        assert!(p.hash.matches(&r.hash));
+        assert!(p.family.unwrap().verifies(&KEY));
+    }
+
+    #[test]
+    fn a_family_tag_proves_the_key_and_every_signed_byte() {
+        let id = new_grant_id(&HostRandomness).unwrap();
+        let r = mint_refresh(3, &id, &HostRandomness, &KEY).unwrap();
+        assert!(!parse(&r.text).unwrap().family.unwrap().verifies(&[6; 32]));
+        let mut raw = URL_SAFE_NO_PAD.decode(&r.text).unwrap();
+        for i in [5, 20, TOKEN_BYTES - 1, TOKEN_BYTES, REFRESH_BYTES - 1] {
+            raw[i] ^= 1;
+            let p = parse(&URL_SAFE_NO_PAD.encode(&raw)).unwrap();
+            assert!(!p.family.unwrap().verifies(&KEY), "byte {i}");
+            raw[i] ^= 1;
+        }
+        // Only refresh tokens come in the long form.
+        raw[0] = TokenKind::Access.tag();
+        assert!(parse(&URL_SAFE_NO_PAD.encode(&raw)).is_none());
     }
 
     #[test]
     fn two_tokens_of_one_grant_differ() {
         let id = new_grant_id(&HostRandomness).unwrap();
-        let a = mint(TokenKind::Access, 1, &id, &HostRandomness).unwrap();
-        let b = mint(TokenKind::Access, 1, &id, &HostRandomness).unwrap();
+        let a = mint_access(1, &id, &HostRandomness).unwrap();
+        let b = mint_access(1, &id, &HostRandomness).unwrap();
         assert_ne!(a.text, b.text);
         assert!(!a.hash.matches(&b.hash));
     }
@@ -220,7 +347,7 @@ mod tests {
         assert!(parse(&"A".repeat(64)).is_none()); // kind tag 0x00
         assert!(parse(&"!".repeat(64)).is_none());
         let id = [0u8; GRANT_ID_BYTES];
-        let t = mint(TokenKind::Access, 1, &id, &HostRandomness).unwrap();
+        let t = mint_access(1, &id, &HostRandomness).unwrap();
         assert!(parse(&format!("{}=", &t.text[..63])).is_none());
         assert!(parse(&format!("{}x", t.text)).is_none());
     }
@@ -234,7 +361,7 @@ mod tests {
         let p = parse_handle(&code.text, HandleKind::Code).unwrap();
         assert_eq!((p.bucket, p.grant_id), (9, id));
         assert!(p.hash.matches(&code.hash));
-        let access = mint(TokenKind::Access, 9, &id, &HostRandomness).unwrap();
+        let access = mint_access(9, &id, &HostRandomness).unwrap();
         assert!(parse_handle(&access.text, HandleKind::Code).is_none());
     }
 

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::client_auth::{authenticate, repeated};
-use crate::config::{Client, GrantType, TokenConfig};
+use crate::config::{Client, ConfigError, GrantType, TokenConfig};
 use crate::credential_cache::CredentialCache;
 use crate::form::Form;
 use crate::grant_store::{
@@ -15,7 +15,7 @@ use crate::host::{Clock, KvStore, Randomness};
 use crate::oauth_error::{invalid_request, throttled, ErrorCode, OAuthError};
 use crate::response::Response;
 use crate::scope;
-use crate::throttle::Subject;
+use crate::throttle::{Subject, ThrottlePolicy};
 use crate::token;
 
 /// What the glue needs from one request.
@@ -60,6 +60,32 @@ struct TokenBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_token: Option<&'a str>,
     scope: &'a str,
+}
+
+/// Creates every shared-data key the token endpoints use (store, throttle,
+/// pending authorizations), once, at configuration: Envoy accepts any write to
+/// a missing key without a CAS check, so keys must exist before requests race
+/// on them. Returns how many store keys it created.
+pub fn create_shared_keys(
+    kv: &dyn KvStore,
+    rng: &dyn Randomness,
+    cfg: &TokenConfig,
+) -> Result<u32, ConfigError> {
+    let created = GrantStore::new(kv, rng, cfg.store)
+        .ensure_created()
+        .map_err(|_| ConfigError {
+            field: "store".into(),
+            message: "could not create the shared-data keys".into(),
+        })?;
+    ThrottlePolicy::ensure_created(kv).map_err(|_| ConfigError {
+        field: "throttle".into(),
+        message: "could not create the shared-data keys".into(),
+    })?;
+    crate::pending_authorization::ensure_created(kv).map_err(|_| ConfigError {
+        field: "(store)".into(),
+        message: "could not create the shared-data keys of pending authorizations".into(),
+    })?;
+    Ok(created)
 }
 
 /// A body too large for `max_body_bytes`.

@@ -16,7 +16,9 @@ use envoy_oauth2::pkce::s256_challenge;
 use envoy_oauth2::response::Response;
 use envoy_oauth2::secret_hash::hash_secret;
 use envoy_oauth2::token;
-use envoy_oauth2::token_endpoint::{handle_revoke, handle_token, EndpointRequest, ServiceEnv};
+use envoy_oauth2::token_endpoint::{
+    create_shared_keys, handle_revoke, handle_token, EndpointRequest, ServiceEnv,
+};
 use serde_json::Value;
 
 const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
@@ -128,9 +130,14 @@ impl World {
         World::with(&config(3, ""))
     }
     fn with(cfg: &str) -> World {
+        let cfg = TokenConfig::parse(cfg.as_bytes()).unwrap();
         World {
-            cfg: TokenConfig::parse(cfg.as_bytes()).unwrap(),
-            kv: MemoryKv::default(),
+            kv: {
+                let kv = MemoryKv::default();
+                create_shared_keys(&kv, &HostRandomness, &cfg).unwrap();
+                kv
+            },
+            cfg,
             clock: ManualClock::at(1_700_000_000),
             creds: CredentialCache::new([1; 32], 64),
         }

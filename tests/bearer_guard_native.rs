@@ -130,14 +130,9 @@ fn unknown_malformed_and_refresh_tokens_are_invalid_alike() {
     let mut g = guard("");
     let forged = {
         let p = token::parse(&t.access_token).unwrap();
-        token::mint(
-            token::TokenKind::Access,
-            p.bucket,
-            &p.grant_id,
-            &HostRandomness,
-        )
-        .unwrap()
-        .text
+        token::mint_access(p.bucket, &p.grant_id, &HostRandomness)
+            .unwrap()
+            .text
     };
     let mut answers = Vec::new();
     for bad in [
@@ -247,6 +242,7 @@ fn query_token_only_when_enabled_and_never_twice() {
 
 fn revoke(kv: &MemoryKv, t: &IssuedTokens, now: u64) {
     let mut store = GrantStore::new(kv, &HostRandomness, LAYOUT);
+    store.ensure_created().unwrap();
     let p = token::parse(&t.access_token).unwrap();
     assert!(store.revoke(&p, "client-1", now).unwrap().is_some());
 }
@@ -384,6 +380,7 @@ fn a_refresh_revokes_the_cached_previous_access_token() {
         Some(&bearer(&t))
     )));
     let mut store = GrantStore::new(&kv, &HostRandomness, LAYOUT);
+    store.ensure_created().unwrap();
     let r = token::parse(t.refresh_token.as_deref().unwrap()).unwrap();
     let n = store
         .refresh(
@@ -426,7 +423,7 @@ fn negative_cache_is_off_by_default_and_bounded_when_on() {
     let mut g = guard("");
     let junk = format!(
         "Bearer {}",
-        token::mint(token::TokenKind::Access, 1, &[0; 11], &HostRandomness)
+        token::mint_access(1, &[0; 11], &HostRandomness)
             .unwrap()
             .text
     );

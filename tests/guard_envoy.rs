@@ -13,7 +13,7 @@ mod common;
 use common::*;
 use envoy_oauth2::host::HostRandomness;
 use envoy_oauth2::secret_hash::hash_secret;
-use envoy_oauth2::token::{self, TokenKind};
+use envoy_oauth2::token;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const CLIENT: &str = "c1";
@@ -211,9 +211,7 @@ fn align_to_second() {
 /// A well-formed access token that the store never issued.
 fn unknown_access_token() -> String {
     let id = token::new_grant_id(&HostRandomness).unwrap();
-    token::mint(TokenKind::Access, 7, &id, &HostRandomness)
-        .unwrap()
-        .text
+    token::mint_access(7, &id, &HostRandomness).unwrap().text
 }
 
 fn www(r: &Resp) -> &str {
@@ -280,7 +278,7 @@ fn rfc6750_answers_for_missing_invalid_and_insufficient_tokens() {
     let unknown = unknown_access_token();
     let forged = {
         let p = token::parse(&access).unwrap();
-        token::mint(TokenKind::Access, p.bucket, &p.grant_id, &HostRandomness)
+        token::mint_access(p.bucket, &p.grant_id, &HostRandomness)
             .unwrap()
             .text
     };

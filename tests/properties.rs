@@ -634,6 +634,24 @@ proptest! {
             (_, p) => prop_assert!(p.is_none(), "unknown kind tag {:#x} accepted", tag),
         }
     }
+
+    /// 80 characters is the refresh token with its family tag: only the refresh kind
+    /// reads, and a tag made up by the presenter never verifies.
+    #[test]
+    fn token_parse_reads_the_long_refresh_form(raw in any::<[u8; 60]>(), tag in prop_oneof![Just(0xb1u8), any::<u8>()]) {
+        let mut raw = raw;
+        raw[0] = tag;
+        let text = URL_SAFE_NO_PAD.encode(raw);
+        match (tag, token::parse(&text)) {
+            (0xb1, Some(p)) => {
+                prop_assert_eq!(p.kind, TokenKind::Refresh);
+                prop_assert_eq!(&p.grant_id[..], &raw[5..16]);
+                prop_assert!(!p.family.unwrap().verifies(&[0x42; 32]));
+            }
+            (0xb1, None) => prop_assert!(false, "valid layout refused: {}", text),
+            (_, p) => prop_assert!(p.is_none(), "kind tag {:#x} accepted in the long form", tag),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -743,7 +761,8 @@ fn run_store_ops(seed: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let clock = ManualClock::at(1_700_000_000);
     let mut store = GrantStore::new(&kv, &rng, LAYOUT);
     store.ensure_created().unwrap();
-    let key_bound = LAYOUT.buckets as usize + REVOCATION_SHARDS as usize;
+    // Buckets, revocation shards and the store's key.
+    let key_bound = LAYOUT.buckets as usize + REVOCATION_SHARDS as usize + 1;
     prop_assert_eq!(kv.key_count(), key_bound);
     let empty_bytes = kv.total_value_bytes();
 

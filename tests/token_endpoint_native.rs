@@ -8,7 +8,9 @@ use envoy_oauth2::host::memory::{ManualClock, MemoryKv};
 use envoy_oauth2::host::HostRandomness;
 use envoy_oauth2::response::Response;
 use envoy_oauth2::secret_hash::hash_secret;
-use envoy_oauth2::token_endpoint::{handle_revoke, handle_token, EndpointRequest, ServiceEnv};
+use envoy_oauth2::token_endpoint::{
+    create_shared_keys, handle_revoke, handle_token, EndpointRequest, ServiceEnv,
+};
 use serde_json::Value;
 
 const C1: &str = "IZsIi6HDbB5e8VKdZAnUi_fZ3f8a";
@@ -44,9 +46,14 @@ fn config() -> String {
 
 impl World {
     fn new() -> World {
+        let cfg = TokenConfig::parse(config().as_bytes()).unwrap();
         World {
-            cfg: TokenConfig::parse(config().as_bytes()).unwrap(),
-            kv: MemoryKv::default(),
+            kv: {
+                let kv = MemoryKv::default();
+                create_shared_keys(&kv, &HostRandomness, &cfg).unwrap();
+                kv
+            },
+            cfg,
             clock: ManualClock::at(1_700_000_000),
             creds: CredentialCache::new([1; 32], 64),
         }
@@ -727,7 +734,6 @@ fn with_grace(seconds: u64) -> World {
             .as_bytes(),
     )
     .unwrap();
-    envoy_oauth2::refresh_grace::ensure_key(&w.kv, &HostRandomness).unwrap();
     w
 }
 
@@ -830,16 +836,25 @@ fn grace_period_never_resurrects_after_the_new_token_was_used() {
         &format!("grant_type=refresh_token&refresh_token={r2}"),
     ));
     assert!(second["access_token"].is_string());
-    // r1 is two rotations old: refused, and it returns nothing.
-    let r = w.token(
-        Some(&auth),
-        &format!("grant_type=refresh_token&refresh_token={r1}"),
-    );
-    assert_error(&r, 400, "invalid_grant");
     // r2 is the previous one and its pair is still current: a retry gets that pair.
     let r = json(&w.token(
         Some(&auth),
         &format!("grant_type=refresh_token&refresh_token={r2}"),
     ));
     assert_eq!(r["access_token"], second["access_token"]);
+    // r1 is two rotations old: its derived pair is long gone, so it gets nothing
+    // back, and as a used token of the chain it revokes the grant.
+    let r = w.token(
+        Some(&auth),
+        &format!("grant_type=refresh_token&refresh_token={r1}"),
+    );
+    assert_error(&r, 400, "invalid_grant");
+    let v = json(&w.call(
+        "/introspect",
+        "POST",
+        FORM,
+        Some(&auth),
+        &format!("token={}", second["access_token"].as_str().unwrap()),
+    ));
+    assert_eq!(v, serde_json::json!({"active": false}));
 }

@@ -84,6 +84,17 @@ fn reference_page_flow_on_the_demo_configuration() {
     assert_eq!(r.status, 200, "{}", r.body);
     let renewed = r.json();
     assert_ne!(renewed["refresh_token"], v["refresh_token"]);
+    // One more rotation: the first refresh token is now two rotations old.
+    let r = post_form(
+        &format!("{http}/token"),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", renewed["refresh_token"].as_str().unwrap()),
+        ],
+        &auth,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let renewed = r.json();
     // A refresh token can be used only once.
     let r = curl(
         "POST",
@@ -98,7 +109,8 @@ fn reference_page_flow_on_the_demo_configuration() {
         (r.status, r.json()["error"].as_str()),
         (400, Some("invalid_grant"))
     );
-    // Replaying a used refresh token revoked its whole grant (RFC 9700 reuse detection).
+    // Replaying any used refresh token of the chain revoked the whole grant
+    // (RFC 9700 reuse detection): the current access token is dead.
     let r = post_form(
         &format!("{http}/revoke"),
         &[("token", renewed["access_token"].as_str().unwrap())],

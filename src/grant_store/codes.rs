@@ -12,7 +12,7 @@ use crate::bucket::Bucket;
 use crate::grant::{CodeState, Grant, RefreshState};
 use crate::grant_store::{BucketTxn, Step};
 use crate::pkce;
-use crate::token::{self, HandleKind, MintedToken, ParsedToken, TokenHash, TokenKind};
+use crate::token::{self, HandleKind, MintedToken, ParsedToken, TokenHash};
 
 /// What a new authorization code is bound to.
 #[derive(Debug, Clone)]
@@ -104,13 +104,16 @@ impl GrantStore<'_> {
             return Err(RedeemError::Invalid(CODE_INVALID));
         }
         let store_err = |e: crate::host::RandomUnavailable| RedeemError::Store(e.into());
-        let access = token::mint(TokenKind::Access, code.bucket, &code.grant_id, self.rng)
-            .map_err(store_err)?;
+        let access =
+            token::mint_access(code.bucket, &code.grant_id, self.rng).map_err(store_err)?;
         let refresh = match r.lifetimes.refresh {
-            Some(_) => Some(
-                token::mint(TokenKind::Refresh, code.bucket, &code.grant_id, self.rng)
-                    .map_err(store_err)?,
-            ),
+            Some(_) => {
+                let key = self.key().map_err(RedeemError::Store)?;
+                Some(
+                    token::mint_refresh(code.bucket, &code.grant_id, self.rng, &key)
+                        .map_err(store_err)?,
+                )
+            }
             None => None,
         };
         let mut txn = Redeem {
@@ -250,12 +253,13 @@ mod tests {
     fn a_code_is_no_token_and_redeems_once_into_a_normal_grant() {
         let kv = MemoryKv::default();
         let mut s = GrantStore::new(&kv, &HostRandomness, LAYOUT);
+        s.ensure_created().unwrap();
         let c = s.issue_code(&binding(true), 60, 1000).unwrap();
         let p = code(&c);
         // Not a bearer token, and the pending grant accepts no token.
         assert!(token::parse(&c).is_none());
         let as_access = ParsedToken {
-            kind: TokenKind::Access,
+            kind: token::TokenKind::Access,
             ..p.clone()
         };
         assert!(s.lookup(&as_access, 1001).is_none());
@@ -297,6 +301,7 @@ mod tests {
     fn every_binding_is_checked_and_failures_do_not_consume_the_code() {
         let kv = MemoryKv::default();
         let mut s = GrantStore::new(&kv, &HostRandomness, LAYOUT);
+        s.ensure_created().unwrap();
         let c = s.issue_code(&binding(true), 60, 1000).unwrap();
         let p = code(&c);
         let is_invalid =
@@ -351,6 +356,7 @@ mod tests {
     fn without_a_challenge_a_verifier_is_refused_and_omitted_redirect_may_stay_omitted() {
         let kv = MemoryKv::default();
         let mut s = GrantStore::new(&kv, &HostRandomness, LAYOUT);
+        s.ensure_created().unwrap();
         let mut b = binding(false);
         b.redirect_given = false;
         let p = code(&s.issue_code(&b, 60, 1000).unwrap());
@@ -369,6 +375,9 @@ mod tests {
     fn concurrent_redemptions_have_one_winner() {
         use std::sync::Arc;
         let kv = Arc::new(MemoryKv::default());
+        GrantStore::new(&*kv, &HostRandomness, LAYOUT)
+            .ensure_created()
+            .unwrap();
         let c = GrantStore::new(&*kv, &HostRandomness, LAYOUT)
             .issue_code(&binding(true), 60, 1000)
             .unwrap();
@@ -378,6 +387,7 @@ mod tests {
                 let c = c.clone();
                 std::thread::spawn(move || {
                     let mut s = GrantStore::new(&*kv, &HostRandomness, LAYOUT);
+                    s.ensure_created().unwrap();
                     s.redeem_code(&code(&c), &redemption("app", Some(VERIFIER)), 1001)
                         .is_ok()
                 })

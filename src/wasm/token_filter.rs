@@ -13,16 +13,14 @@ use super::host::{self, HostClock, SharedDataKv};
 use crate::authorize::{handle_authorize, AuthorizeRequest, AuthorizeResult};
 use crate::config::{ConfigError, TokenConfig, METADATA_PATH};
 use crate::credential_cache::CredentialCache;
-use crate::grant_store::{GrantStore, TxnReport};
+use crate::grant_store::TxnReport;
 use crate::host::{HostRandomness, Randomness};
 use crate::introspection::handle_introspect;
 use crate::metadata::metadata;
-use crate::refresh_grace;
 use crate::response::Response;
-use crate::throttle::ThrottlePolicy;
 use crate::token_endpoint::{
-    handle_revoke, handle_token, method_not_allowed, payload_too_large, EndpointRequest,
-    EndpointResult, Outcome, ServiceEnv,
+    create_shared_keys, handle_revoke, handle_token, method_not_allowed, payload_too_large,
+    EndpointRequest, EndpointResult, Outcome, ServiceEnv,
 };
 
 pub struct TokenShared {
@@ -38,26 +36,7 @@ pub fn configure(bytes: &[u8]) -> Result<Rc<TokenShared>, ConfigError> {
         field: "(host)".into(),
         message: "the host CSPRNG is unavailable".into(),
     })?;
-    let created = GrantStore::new(&SharedDataKv, &HostRandomness, cfg.store)
-        .ensure_created()
-        .map_err(|_| ConfigError {
-            field: "store".into(),
-            message: "could not create the shared-data keys".into(),
-        })?;
-    if cfg.refresh_token_grace_seconds > 0 {
-        refresh_grace::ensure_key(&SharedDataKv, &HostRandomness).map_err(|_| ConfigError {
-            field: "refresh_token_grace_seconds".into(),
-            message: "could not create the shared-data key".into(),
-        })?;
-    }
-    ThrottlePolicy::ensure_created(&SharedDataKv).map_err(|_| ConfigError {
-        field: "throttle".into(),
-        message: "could not create the shared-data keys".into(),
-    })?;
-    crate::pending_authorization::ensure_created(&SharedDataKv).map_err(|_| ConfigError {
-        field: "(store)".into(),
-        message: "could not create the shared-data keys of pending authorizations".into(),
-    })?;
+    let created = create_shared_keys(&SharedDataKv, &HostRandomness, &cfg)?;
     if created > 0 {
         log::info!(
             "token store: created {created} shared-data keys ({} buckets x {} grants = {} grants at most)",

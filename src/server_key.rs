@@ -1,0 +1,45 @@
+//! The token store's own 256-bit key, from the host CSPRNG, kept in shared data
+//! (`oauth2/key`) so every worker of the VM uses the same one. It never leaves
+//! the store: it signs the family tag of refresh tokens (reuse detection over a
+//! whole rotation chain, see `token`) and derives the pair of a rotation when a
+//! grace period is on (see `refresh_grace`).
+
+use crate::host::{KvStore, Randomness, WriteError};
+
+pub const KEY_NAME: &str = "oauth2/key";
+
+pub type ServerKey = [u8; 32];
+
+/// Creates the key once (at configuration, on Envoy's main thread first, like
+/// every other key). Returns whether it created it.
+pub fn ensure_key(kv: &dyn KvStore, rng: &dyn Randomness) -> Result<bool, WriteError> {
+    if read_key(kv).is_some() {
+        return Ok(false);
+    }
+    let mut key = [0u8; 32];
+    rng.fill(&mut key).map_err(|_| WriteError::Failed)?;
+    kv.set(KEY_NAME, &key, None)?;
+    Ok(true)
+}
+
+pub fn read_key(kv: &dyn KvStore) -> Option<ServerKey> {
+    kv.get(KEY_NAME).value.and_then(|v| v.try_into().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::memory::MemoryKv;
+    use crate::host::HostRandomness;
+
+    #[test]
+    fn the_key_is_made_once() {
+        let kv = MemoryKv::default();
+        assert!(read_key(&kv).is_none());
+        assert!(ensure_key(&kv, &HostRandomness).unwrap());
+        let key = read_key(&kv).unwrap();
+        assert!(!ensure_key(&kv, &HostRandomness).unwrap());
+        assert_eq!(read_key(&kv), Some(key));
+        assert_ne!(key, [0u8; 32]);
+    }
+}
