@@ -28,6 +28,7 @@ use crate::scope;
 use crate::throttle::Subject;
 use crate::token::{self, HandleKind};
 use crate::token_endpoint::{store_error, ServiceEnv};
+use crate::user_auth::authenticate_user;
 
 /// Failed logins one authorization request may have before it is refused.
 pub const MAX_FAILURES_PER_REQUEST: u8 = 5;
@@ -212,10 +213,11 @@ fn start(cfg: &TokenConfig, env: &mut ServiceEnv, query: &str) -> (Response, Aut
         Ok(s) => s,
         Err(_) => return back.error("invalid_request", "state is repeated"),
     };
-    back.state = state;
-    if state.map_or(false, |s| s.len() > pending::MAX_STATE_BYTES) {
+    // An oversized state is not echoed back (it would only bloat the redirect).
+    if state.is_some_and(|s| s.len() > pending::MAX_STATE_BYTES) {
         return back.error("invalid_request", "state is too long");
     }
+    back.state = state;
     let response_type = match q.one("response_type") {
         Err(_) => return back.error("invalid_request", "response_type is repeated"),
         Ok(None) => return back.error("invalid_request", "response_type is required"),
@@ -228,10 +230,7 @@ fn start(cfg: &TokenConfig, env: &mut ServiceEnv, query: &str) -> (Response, Aut
             )
         }
     };
-    let grant = match response_type {
-        ResponseType::Code => GrantType::AuthorizationCode,
-        ResponseType::Token => GrantType::Implicit,
-    };
+    let grant = grant_of(response_type);
     if !client.allows(grant) {
         return back.error(
             "unauthorized_client",
@@ -308,6 +307,50 @@ fn store_failure(back: &Back, e: StoreError) -> (Response, AuthorizeOutcome) {
 }
 
 /// The PKCE challenge of a code request (RFC 7636 §4.3), per the client's policy.
+fn grant_of(response_type: ResponseType) -> GrantType {
+    match response_type {
+        ResponseType::Code => GrantType::AuthorizationCode,
+        ResponseType::Token => GrantType::Implicit,
+    }
+}
+
+/// The GET's checks that depend on the client's configuration, again when the
+/// form comes back: a grant type, PKCE rule or scope withdrawn while the page
+/// was open takes effect at once, not when the form token expires.
+fn still_allowed(
+    client: &Client,
+    req: &PendingAuthorization,
+) -> Result<(), (&'static str, &'static str)> {
+    if !client.allows(grant_of(req.response_type)) {
+        return Err((
+            "unauthorized_client",
+            "this client may no longer use this grant",
+        ));
+    }
+    if req.response_type == ResponseType::Code {
+        match req.challenge.as_ref().map(|(m, _)| *m) {
+            None if client.require_pkce => {
+                return Err((
+                    "invalid_request",
+                    "code_challenge is required (PKCE, RFC 7636)",
+                ))
+            }
+            Some(pkce::Method::Plain) if !client.allow_plain_pkce => {
+                return Err(("invalid_request", "code_challenge_method must be S256"))
+            }
+            _ => {}
+        }
+    }
+    let requested: Vec<&str> = req.scope.split(' ').filter(|s| !s.is_empty()).collect();
+    if scope::first_outside(&requested, &client.scopes).is_some() {
+        return Err((
+            "invalid_scope",
+            "a requested scope is no longer allowed for this client",
+        ));
+    }
+    Ok(())
+}
+
 fn check_pkce(
     client: &Client,
     challenge: Option<&str>,
@@ -413,6 +456,9 @@ fn submit(
         state: pending_req.state.as_deref(),
         status: 303,
     };
+    if let Err((error, why)) = still_allowed(client, &pending_req) {
+        return back.error(error, why);
+    }
     let (Ok(action), Ok(username), Ok(password)) = (
         form.one("action"),
         form.one("username"),
@@ -466,15 +512,9 @@ fn submit(
             AuthorizeOutcome::Throttled,
         );
     }
-    let user = match cfg.user(username) {
-        Some(u) if env.credentials.verify(&u.password, password.as_bytes()) => u,
-        found => {
-            if found.is_none() {
-                // The same work as a wrong password: timing does not reveal users.
-                if let Some(first) = cfg.users.first() {
-                    let _ = first.password.verify(b"\x00not-a-password");
-                }
-            }
+    let user = match authenticate_user(cfg, env.credentials, username, password) {
+        Some(u) => u,
+        None => {
             cfg.throttle.record_failure(env.kv, subject, now);
             let mut next = pending_req.clone();
             next.failures = next.failures.saturating_add(1);

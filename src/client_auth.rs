@@ -7,6 +7,7 @@ use crate::form::Form;
 use crate::oauth_error::{invalid_request, throttled, ErrorCode, OAuthError};
 use crate::throttle::Subject;
 use crate::token_endpoint::ServiceEnv;
+use crate::user_auth::costliest;
 
 const FAILED: &str = "client authentication failed";
 
@@ -81,8 +82,9 @@ pub fn authenticate<'c>(
         None => {
             // Spend the same time as a wrong secret, so timing does not reveal
             // which client ids exist.
-            if let Some(first) = cfg.clients.iter().find_map(|c| c.secret.as_ref()) {
-                let _ = first.verify(b"\x00not-a-secret");
+            if let Some(costliest) = costliest(cfg.clients.iter().filter_map(|c| c.secret.as_ref()))
+            {
+                let _ = costliest.verify(b"\x00not-a-secret");
             }
             Err(fail())
         }

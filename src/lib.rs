@@ -30,6 +30,7 @@ pub mod server_key;
 pub mod throttle;
 pub mod token;
 pub mod token_endpoint;
+pub mod user_auth;
 pub mod validation_cache;
 
 #[cfg(target_arch = "wasm32")]

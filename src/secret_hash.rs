@@ -64,6 +64,11 @@ impl SecretHash {
     }
 
     /// The slow check. Constant-time comparison of the derived key.
+    /// PBKDF2 rounds: what one verification costs.
+    pub fn iterations(&self) -> u32 {
+        self.iterations
+    }
+
     pub fn verify(&self, presented: &[u8]) -> bool {
         let mut out = [0u8; HASH_BYTES];
         pbkdf2::pbkdf2_hmac::<Sha256>(presented, &self.salt, self.iterations, &mut out);

@@ -17,6 +17,7 @@ use crate::response::Response;
 use crate::scope;
 use crate::throttle::{Subject, ThrottlePolicy};
 use crate::token;
+use crate::user_auth::authenticate_user;
 
 /// What the glue needs from one request.
 #[derive(Debug, Clone, Copy)]
@@ -246,10 +247,7 @@ fn token_inner(
             if let Some(wait) = cfg.throttle.retry_after(env.kv, subject, now) {
                 return Err(throttled(wait));
             }
-            let Some(user) = cfg
-                .user(username)
-                .filter(|u| env.credentials.verify(&u.password, password.as_bytes()))
-            else {
+            let Some(user) = authenticate_user(cfg, env.credentials, username, password) else {
                 cfg.throttle.record_failure(env.kv, subject, now);
                 return Err(OAuthError::new(
                     ErrorCode::InvalidGrant,

@@ -1050,3 +1050,114 @@ fn metadata_lists_the_authorization_endpoint() {
     );
     assert!(html(&r).contains("action=\"/oauth2/authorize\""));
 }
+
+#[test]
+fn a_configuration_change_applies_to_login_forms_already_open() {
+    let mut w = World::new();
+    let implicit = w.get(&[
+        ("response_type", "token"),
+        ("client_id", "spa"),
+        ("redirect_uri", SPA_CB),
+        ("state", "s1"),
+    ]);
+    let without_pkce = w.get(&[
+        ("response_type", "code"),
+        ("client_id", "web"),
+        ("redirect_uri", WEB_CB),
+        ("state", "s2"),
+    ]);
+    let challenge = s256_challenge(VERIFIER);
+    let sandbox = w.get(&[
+        ("response_type", "code"),
+        ("client_id", "spa"),
+        ("redirect_uri", SPA_CB),
+        ("scope", "SANDBOX"),
+        ("state", "s3"),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+    ]);
+    for page in [&implicit, &without_pkce, &sandbox] {
+        assert_eq!(page.status, 200, "{}", html(page));
+    }
+    // The operator withdraws implicit and SANDBOX from spa and requires PKCE of web.
+    let changed = config(3, "")
+        .replacen(
+            r#""grant_types": ["authorization_code", "implicit"]"#,
+            r#""grant_types": ["authorization_code"]"#,
+            1,
+        )
+        .replacen(
+            r#""scopes": ["default", "PRODUCTION", "SANDBOX"]"#,
+            r#""scopes": ["default", "PRODUCTION"]"#,
+            1,
+        )
+        .replacen(
+            r#""redirect_uris": ["https://web.example/cb?x=1"],"#,
+            r#""redirect_uris": ["https://web.example/cb?x=1"], "require_pkce": true,"#,
+            1,
+        );
+    assert_ne!(changed, config(3, ""));
+    w.cfg = TokenConfig::parse(changed.as_bytes()).unwrap();
+    let cases = [
+        (
+            &implicit,
+            "admin",
+            "admin",
+            "unauthorized_client",
+            "s1",
+            true,
+        ),
+        (
+            &without_pkce,
+            "admin",
+            "admin",
+            "invalid_request",
+            "s2",
+            false,
+        ),
+        (
+            &sandbox,
+            "sandboxer",
+            "sandbox",
+            "invalid_scope",
+            "s3",
+            false,
+        ),
+    ];
+    for (page, user, password, error, state, fragment) in cases {
+        let r = w.login(page, user, password);
+        let (_, p, frag) = redirect(&r);
+        assert_eq!(
+            (p["error"].as_str(), p["state"].as_str(), frag),
+            (error, state, fragment),
+            "{p:?}"
+        );
+        assert!(!p.contains_key("code") && !p.contains_key("access_token"));
+    }
+}
+
+#[test]
+fn an_oversized_state_is_refused_without_echoing_it() {
+    let mut w = World::new();
+    let state = "s".repeat(513);
+    let r = w.get(&[
+        ("response_type", "code"),
+        ("client_id", "spa"),
+        ("redirect_uri", SPA_CB),
+        ("state", &state),
+    ]);
+    let (_, p, _) = redirect(&r);
+    assert_eq!(p["error"], "invalid_request");
+    assert!(!p.contains_key("state"));
+    assert!(r.header_value("location").unwrap().len() < 300);
+    // 512 bytes are fine and come back.
+    let state = "s".repeat(512);
+    let r = w.get(&[
+        ("response_type", "token"),
+        ("client_id", "spa"),
+        ("redirect_uri", SPA_CB),
+        ("state", &state),
+    ]);
+    let r = w.login(&r, "admin", "admin");
+    assert_eq!(redirect(&r).1["state"], state);
+}
