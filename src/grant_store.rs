@@ -95,6 +95,10 @@ pub struct TxnReport {
     pub reclaimed: u32,
     /// Issuances refused because every bucket tried was full.
     pub full: u32,
+    /// Grants revoked because a used refresh token came back (RFC 9700 §4.14.2).
+    pub refresh_reuse_revoked: u32,
+    /// Grants revoked because a redeemed authorization code came back (RFC 6749 §4.1.2).
+    pub code_replay_revoked: u32,
 }
 
 /// Runs `txn` on one bucket with bounded CAS retries.
@@ -357,6 +361,7 @@ impl<'a> GrantStore<'a> {
                 })
             }
             RotateOutcome::ReuseRevoked => {
+                self.report.refresh_reuse_revoked += 1;
                 self.bump_revocation(token.bucket);
                 Err(RefreshError::InvalidGrant)
             }
@@ -735,6 +740,7 @@ mod tests {
             Some(RefreshError::InvalidGrant)
         );
         assert!(GrantStore::revocation_generation(&kv, first.bucket) > gen_before);
+        assert_eq!(store.report.refresh_reuse_revoked, 1);
         assert!(store.lookup(&parsed(&access), 1011).is_none());
         let last = parsed(chain.last().unwrap());
         assert!(store.lookup(&last, 1011).is_none());

@@ -214,6 +214,7 @@ fn code_flow_with_pkce_replay_revokes_and_metadata() {
     );
     assert!(e.counter("wasmcustom.oauth2.authorize.code_issued") >= 2);
     assert!(e.counter("wasmcustom.oauth2.token.issued.authorization_code") >= 2);
+    assert_eq!(e.counter("wasmcustom.oauth2.token.code_replay_revoked"), 1);
 }
 
 #[test]

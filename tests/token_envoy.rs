@@ -394,12 +394,34 @@ fn stats_count_issuance_by_grant_type_refreshes_and_revocations() {
         &[("token", "unknown")],
         &h,
     );
+    // A second grant whose used refresh token comes back: reuse, counted.
+    let t2 = post_form(
+        &url,
+        &[
+            ("grant_type", "password"),
+            ("username", "admin"),
+            ("password", "admin"),
+        ],
+        &h,
+    )
+    .json();
+    let used = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", t2["refresh_token"].as_str().unwrap()),
+    ];
+    assert_eq!(post_form(&url, &used, &h).status, 200);
+    assert_eq!(post_form(&url, &used, &h).status, 400);
     assert_eq!(
         e.counter("wasmcustom.oauth2.token.issued.client_credentials"),
         3
     );
-    assert_eq!(e.counter("wasmcustom.oauth2.token.issued.password"), 1);
-    assert_eq!(e.counter("wasmcustom.oauth2.token.issued.refresh_token"), 1);
+    assert_eq!(e.counter("wasmcustom.oauth2.token.issued.password"), 2);
+    assert_eq!(e.counter("wasmcustom.oauth2.token.issued.refresh_token"), 2);
+    assert_eq!(
+        e.counter("wasmcustom.oauth2.token.refresh_reuse_revoked"),
+        1
+    );
+    assert_eq!(e.counter("wasmcustom.oauth2.token.error.invalid_grant"), 1);
     assert_eq!(e.counter("wasmcustom.oauth2.revoke.revoked"), 1);
     assert_eq!(e.counter("wasmcustom.oauth2.revoke.unknown"), 1);
 }

@@ -133,6 +133,7 @@ impl GrantStore<'_> {
                 scope,
             }),
             Err(RedeemError::Replayed) => {
+                self.report.code_replay_revoked += 1;
                 self.bump_revocation(code.bucket);
                 Err(RedeemError::Replayed)
             }
@@ -280,6 +281,7 @@ mod tests {
                 .err(),
             Some(RedeemError::Replayed)
         );
+        assert_eq!(s.report.code_replay_revoked, 1);
         assert!(s
             .lookup(&token::parse(&t.access_token).unwrap(), 1004)
             .is_none());

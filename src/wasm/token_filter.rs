@@ -168,6 +168,14 @@ pub fn record_store(r: &TxnReport) {
     host::count("oauth2.store.corrupt_values", r.corrupt_values as u64);
     host::count("oauth2.store.reclaimed", r.reclaimed as u64);
     host::count("oauth2.store.full", r.full as u64);
+    host::count(
+        "oauth2.token.refresh_reuse_revoked",
+        r.refresh_reuse_revoked as u64,
+    );
+    host::count(
+        "oauth2.token.code_replay_revoked",
+        r.code_replay_revoked as u64,
+    );
 }
 
 impl TokenHttp {
