@@ -306,7 +306,7 @@ fn store_failure(back: &Back, e: StoreError) -> (Response, AuthorizeOutcome) {
     }
 }
 
-/// The PKCE challenge of a code request (RFC 7636 §4.3), per the client's policy.
+/// The grant type a `response_type` asks for.
 fn grant_of(response_type: ResponseType) -> GrantType {
     match response_type {
         ResponseType::Code => GrantType::AuthorizationCode,
@@ -351,6 +351,7 @@ fn still_allowed(
     Ok(())
 }
 
+/// The PKCE challenge of a code request (RFC 7636 §4.3), per the client's policy.
 fn check_pkce(
     client: &Client,
     challenge: Option<&str>,
