@@ -97,6 +97,9 @@ struct Back<'a> {
     redirect_uri: &'a str,
     fragment: bool,
     state: Option<&'a str>,
+    /// RFC 9207 `iss`: the configured issuer, so a client talking to several
+    /// servers can tell whose answer this is (mix-up defence, RFC 9700 §4.4).
+    issuer: Option<&'a str>,
     /// 302 for the GET, 303 for the form POST.
     status: u16,
 }
@@ -113,7 +116,8 @@ impl Back<'_> {
         });
         let mut first = true;
         let state = self.state.map(|s| ("state", s));
-        for (k, v) in params.iter().copied().chain(state) {
+        let iss = self.issuer.map(|i| ("iss", i));
+        for (k, v) in params.iter().copied().chain(state).chain(iss) {
             if !first {
                 url.push('&');
             }
@@ -207,6 +211,7 @@ fn start(cfg: &TokenConfig, env: &mut ServiceEnv, query: &str) -> (Response, Aut
         redirect_uri,
         fragment: response_type == Some("token"),
         state: None,
+        issuer: cfg.issuer.as_deref(),
         status: 302,
     };
     let state = match q.one("state") {
@@ -455,6 +460,7 @@ fn submit(
         redirect_uri: &pending_req.redirect_uri,
         fragment: pending_req.response_type == ResponseType::Token,
         state: pending_req.state.as_deref(),
+        issuer: cfg.issuer.as_deref(),
         status: 303,
     };
     if let Err((error, why)) = still_allowed(client, &pending_req) {

@@ -71,6 +71,8 @@ pub fn metadata(cfg: &TokenConfig, scheme: &str, host: &str) -> Response {
     });
     if !response_types.is_empty() {
         body["authorization_endpoint"] = json!(format!("{issuer}{}", cfg.paths.authorize));
+        // RFC 9207: authorization responses carry `iss` when the issuer is configured.
+        body["authorization_response_iss_parameter_supported"] = json!(cfg.issuer.is_some());
         body["response_modes_supported"] = json!(if any(GrantType::Implicit) {
             vec!["query", "fragment"]
         } else {

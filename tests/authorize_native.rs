@@ -1052,6 +1052,44 @@ fn metadata_lists_the_authorization_endpoint() {
 }
 
 #[test]
+fn authorization_responses_name_the_configured_issuer() {
+    let issuer = "https://auth.example";
+    let mut w = World::with(&config(3, &format!(r#","issuer": "{issuer}""#)));
+    let v = json(&envoy_oauth2::metadata::metadata(&w.cfg, "http", "x"));
+    assert_eq!(v["authorization_response_iss_parameter_supported"], true);
+    // RFC 9207 §2: `iss` in success and error responses, query and fragment alike.
+    let page = w.get(&[
+        ("response_type", "token"),
+        ("client_id", "spa"),
+        ("redirect_uri", SPA_CB),
+        ("state", "s"),
+    ]);
+    let (_, p, frag) = redirect(&w.login(&page, "admin", "admin"));
+    assert!(frag && p.contains_key("access_token"));
+    assert_eq!((p["iss"].as_str(), p["state"].as_str()), (issuer, "s"));
+    let (_, p, frag) = redirect(&w.get(&[
+        ("response_type", "code"),
+        ("client_id", "spa"),
+        ("redirect_uri", SPA_CB),
+    ]));
+    assert!(!frag);
+    assert_eq!(
+        (p["error"].as_str(), p["iss"].as_str()),
+        ("invalid_request", issuer)
+    );
+    // Without a configured issuer there is none to name, and metadata says so.
+    let mut w = World::new();
+    let v = json(&envoy_oauth2::metadata::metadata(&w.cfg, "http", "x"));
+    assert_eq!(v["authorization_response_iss_parameter_supported"], false);
+    let (_, p, _) = redirect(&w.get(&[
+        ("response_type", "code"),
+        ("client_id", "spa"),
+        ("redirect_uri", SPA_CB),
+    ]));
+    assert!(!p.contains_key("iss"));
+}
+
+#[test]
 fn a_configuration_change_applies_to_login_forms_already_open() {
     let mut w = World::new();
     let implicit = w.get(&[
