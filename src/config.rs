@@ -439,6 +439,9 @@ fn check_browser_client(i: usize, c: &ClientFile) -> Result<(), ConfigError> {
                 ),
             ));
         }
+        if let Some(why) = unsafe_redirect(u) {
+            return Err(err(field, why));
+        }
         if c.redirect_uris[..j].contains(u) {
             return Err(err(field, "appears twice"));
         }
@@ -737,6 +740,34 @@ pub fn check_header_text(field: &str, v: &str) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+/// Redirect URIs an authorization server must not send codes or tokens to
+/// (RFC 9700 §2.1, §4.1): script and data URIs, files, and plain http off the
+/// loopback interface, where anyone on the path reads the code.
+fn unsafe_redirect(uri: &str) -> Option<&'static str> {
+    let (scheme, rest) = uri.split_once(':')?;
+    let scheme = scheme.to_ascii_lowercase();
+    if matches!(scheme.as_str(), "javascript" | "data" | "vbscript" | "file") {
+        return Some("a javascript:, data:, vbscript: or file: URI is never a redirect target");
+    }
+    if scheme != "http" {
+        return None;
+    }
+    let authority = rest.trim_start_matches('/');
+    let authority = authority.split(['/', '?']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    let host = if host.starts_with('[') {
+        host.split(']').next().map(|h| &h[1..]).unwrap_or_default()
+    } else {
+        host.split(':').next().unwrap_or_default()
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host == "::1"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then_some("plain http is allowed only on the loopback interface (127.0.0.1, [::1], localhost): use https")
 }
 
 #[cfg(test)]

@@ -986,6 +986,41 @@ fn configuration_of_browser_clients_is_checked() {
     for (extra, want) in cases {
         assert_eq!(field(&extra), want, "{extra}");
     }
+    // Never a script, data or file URI; plain http only on the loopback interface.
+    let redirect = |uri: &str| {
+        let cfg = format!(
+            r#"{{"clients":[{{"client_id":"x","scopes":["default"],"public":true,"grant_types":["authorization_code"],"redirect_uris":["{uri}"]}}]}}"#
+        );
+        TokenConfig::parse(cfg.as_bytes()).err().map(|e| e.field)
+    };
+    for bad in [
+        "javascript:alert(1)",
+        "JavaScript://x/%0aalert(1)",
+        "data:text/html,x",
+        "vbscript:x",
+        "file:///etc/passwd",
+        "http://app.example/cb",
+        "http://127.0.0.1.evil.example/cb",
+        "http://localhost@evil.example/cb",
+        "http://[::2]/cb",
+    ] {
+        assert_eq!(
+            redirect(bad).as_deref(),
+            Some("clients[0].redirect_uris[0]"),
+            "{bad}"
+        );
+    }
+    for good in [
+        "https://app.example/cb",
+        "http://127.0.0.1:8080/cb",
+        "http://127.9.9.9/cb",
+        "http://localhost/cb?x=1",
+        "http://user@localhost:1/cb",
+        "http://[::1]:8080/cb",
+        "com.example.app:/oauth2redirect",
+    ] {
+        assert_eq!(redirect(good), None, "{good}");
+    }
     let base = config(3, "");
     for (extra, want) in [
         (r#","code_lifetime_seconds": 601"#, "code_lifetime_seconds"),
