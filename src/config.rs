@@ -430,12 +430,15 @@ fn check_browser_client(i: usize, c: &ClientFile) -> Result<(), ConfigError> {
             || !scheme_ok
             || !host_ok
             || u.contains('#')
+            // Browsers read `\` as `/` (WHATWG URL), so `http://evil\@127.0.0.1/`
+            // would reach evil; RFC 3986 never allows it unencoded.
+            || u.contains('\\')
             || !u.bytes().all(|b| (0x21..=0x7e).contains(&b))
         {
             return Err(err(
                 field,
                 format!(
-                    "must be an absolute URI without fragment, spaces or non-ASCII, at most {MAX_REDIRECT_URI} characters"
+                    "must be an absolute URI without fragment, backslash, spaces or non-ASCII, at most {MAX_REDIRECT_URI} characters"
                 ),
             ));
         }

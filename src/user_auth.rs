@@ -6,8 +6,9 @@ use crate::credential_cache::CredentialCache;
 use crate::secret_hash::SecretHash;
 
 /// The configured user with this name and password, if any. An unknown name
-/// costs one slow hash too, at the highest work factor configured, like a
-/// wrong password of the most expensive user.
+/// costs one slow hash too, at the highest work factor configured: exactly a
+/// wrong password when every user's hash has the same work factor (as
+/// `hash-secret` makes them), never less than any user's wrong password.
 pub fn authenticate_user<'c>(
     cfg: &'c TokenConfig,
     credentials: &mut CredentialCache,

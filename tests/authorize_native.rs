@@ -989,7 +989,8 @@ fn configuration_of_browser_clients_is_checked() {
     // Never a script, data or file URI; plain http only on the loopback interface.
     let redirect = |uri: &str| {
         let cfg = format!(
-            r#"{{"clients":[{{"client_id":"x","scopes":["default"],"public":true,"grant_types":["authorization_code"],"redirect_uris":["{uri}"]}}]}}"#
+            r#"{{"clients":[{{"client_id":"x","scopes":["default"],"public":true,"grant_types":["authorization_code"],"redirect_uris":[{}]}}]}}"#,
+            serde_json::to_string(uri).unwrap()
         );
         TokenConfig::parse(cfg.as_bytes()).err().map(|e| e.field)
     };
@@ -1003,6 +1004,8 @@ fn configuration_of_browser_clients_is_checked() {
         "http://127.0.0.1.evil.example/cb",
         "http://localhost@evil.example/cb",
         "http://[::2]/cb",
+        "http://evil.example\\@127.0.0.1/cb",
+        "https://evil.example\\@localhost/cb",
     ] {
         assert_eq!(
             redirect(bad).as_deref(),
