@@ -1,27 +1,42 @@
-//! Authorization requests waiting for the user at the login page. The page's
-//! form carries only a one-time form token; the request itself (client,
-//! redirect URI, scope, state, PKCE challenge) stays here, so the POST cannot
-//! change it, and a token is consumed (CAS) by the first POST that presents it.
-//! That token is the form's protection against cross-site request forgery.
+//! Authorization requests waiting for the user at the login page. The page
+//! carries the request itself: its form token is the request (client, redirect
+//! URI, scope, state, PKCE challenge, failed logins so far, expiry and a random
+//! nonce) sealed with HMAC-SHA256 under the store's key (`server_key`). The POST
+//! cannot change what it carries, and showing a page writes nothing to shared
+//! data, so a flood of `GET /authorize` cannot push anybody's open form out.
 //!
-//! Bounded like the grant store: `oauth2/p/<n>` for n in 0..[`PENDING_SLOTS`],
-//! each holding at most [`PENDING_PER_SLOT`] records that live
-//! [`PENDING_LIFETIME`] seconds. A full slot drops its oldest record. The form
-//! token has the token layout (`kind | slot | id | secret`); only its hash is
-//! stored.
+//! One-time use: the first POST that presents a token marks its nonce as used in
+//! `oauth2/p/<n>` (n in 0..[`PENDING_SLOTS`]) until the token would have expired,
+//! at most [`USED_PER_SLOT`] markers per slot. A full slot drops the marker that
+//! expires first: under a flood of posted forms, a form already posted could be
+//! posted once more before it expires, which still needs the user's password
+//! and counts against the per-user throttle.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 use crate::grant_store::{StoreError, CAS_RETRIES};
 use crate::host::{KvStore, Randomness, WriteError};
 use crate::pkce;
-use crate::token::{self, GrantId, HandleKind, TokenHash, GRANT_ID_BYTES};
+use crate::server_key::{self, ServerKey};
 
 pub const PENDING_SLOTS: u32 = 1024;
-pub const PENDING_PER_SLOT: usize = 16;
+/// Used-token markers per slot (24 bytes each): 65,536 in all, 1.5 MiB at most.
+pub const USED_PER_SLOT: usize = 64;
 /// Seconds a user has to log in.
 pub const PENDING_LIFETIME: u64 = 600;
-/// Longest `state` accepted (it is stored and echoed).
+/// Longest `state` accepted (it is carried and echoed).
 pub const MAX_STATE_BYTES: usize = 512;
-const VERSION: u8 = 1;
+/// Longest form token read (a sealed request is far smaller: validation bounds
+/// every field); anything longer is refused before decoding.
+const MAX_FORM_TOKEN_CHARS: usize = 8192;
+const SEAL_VERSION: u8 = 0x52;
+const MARKERS_VERSION: u8 = 2;
+const NONCE_BYTES: usize = 16;
+const MAC_BYTES: usize = 16;
 
 pub fn slot_key(slot: u32) -> String {
     format!("oauth2/p/{slot}")
@@ -51,15 +66,7 @@ pub struct PendingAuthorization {
     pub failures: u8,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Record {
-    id: GrantId,
-    hash: TokenHash,
-    expires_at: u64,
-    req: PendingAuthorization,
-}
-
-/// Creates every slot key (at configuration, before any worker serves).
+/// Creates every marker slot key (at configuration, before any worker serves).
 pub fn ensure_created(kv: &dyn KvStore) -> Result<u32, WriteError> {
     let mut created = 0;
     for slot in 0..PENDING_SLOTS {
@@ -72,85 +79,169 @@ pub fn ensure_created(kv: &dyn KvStore) -> Result<u32, WriteError> {
     Ok(created)
 }
 
-/// Stores `req` and returns its one-time form token.
+/// Seals `req` into a one-time form token valid for [`PENDING_LIFETIME`].
 pub fn create(
     kv: &dyn KvStore,
     rng: &dyn Randomness,
     req: &PendingAuthorization,
     now: u64,
 ) -> Result<String, StoreError> {
-    let mut pick = [0u8; 4];
-    rng.fill(&mut pick)?;
-    let slot = u32::from_be_bytes(pick) % PENDING_SLOTS;
-    let id = token::new_grant_id(rng)?;
-    let form_token = token::mint_handle(HandleKind::LoginForm, slot, &id, rng)?;
-    let record = Record {
-        id,
-        hash: form_token.hash,
-        expires_at: now.saturating_add(PENDING_LIFETIME),
-        req: req.clone(),
-    };
-    update(kv, slot, |records| {
-        records.retain(|r| now < r.expires_at);
-        if records.len() >= PENDING_PER_SLOT {
-            if let Some(i) = (0..records.len()).min_by_key(|i| records[*i].expires_at) {
-                records.remove(i);
-            }
-        }
-        records.push(record.clone());
-        (true, ())
-    })?;
-    Ok(form_token.text)
+    let key = server_key::read_key(kv).ok_or(StoreError::Unavailable)?;
+    let mut nonce = [0u8; NONCE_BYTES];
+    rng.fill(&mut nonce)?;
+    let mut sealed = vec![SEAL_VERSION];
+    sealed.extend_from_slice(&now.saturating_add(PENDING_LIFETIME).to_be_bytes());
+    sealed.extend_from_slice(&nonce);
+    encode_request(&mut sealed, req);
+    let mac = seal_mac(&key, &sealed).ok_or(StoreError::Unavailable)?;
+    sealed.extend_from_slice(&mac);
+    Ok(URL_SAFE_NO_PAD.encode(sealed))
 }
 
-/// Consumes the request a form token names: `Ok(None)` when the token is
-/// malformed, unknown, expired or already used.
+/// Opens a form token and uses it up: `Ok(None)` when it is malformed, forged,
+/// expired or already used.
 pub fn take(
     kv: &dyn KvStore,
     form_token: &str,
     now: u64,
 ) -> Result<Option<PendingAuthorization>, StoreError> {
-    let Some(t) = token::parse_handle(form_token, HandleKind::LoginForm) else {
+    let Some(key) = server_key::read_key(kv) else {
+        return Err(StoreError::Unavailable);
+    };
+    let Some(opened) = open(&key, form_token) else {
         return Ok(None);
     };
-    if t.bucket >= PENDING_SLOTS {
+    if now >= opened.expires_at {
         return Ok(None);
     }
-    update(kv, t.bucket, |records| {
-        let before = records.len();
-        records.retain(|r| now < r.expires_at);
-        let found = records
-            .iter()
-            .position(|r| r.id == t.grant_id && r.hash.matches(&t.hash));
-        match found {
-            Some(i) => (true, Some(records.remove(i).req)),
-            None => (records.len() != before, None),
+    let slot = u32::from_be_bytes([
+        opened.nonce[0],
+        opened.nonce[1],
+        opened.nonce[2],
+        opened.nonce[3],
+    ]) % PENDING_SLOTS;
+    let fresh = update(kv, slot, |markers| {
+        let before = markers.len();
+        markers.retain(|m| now < m.expires_at);
+        if markers.iter().any(|m| m.nonce == opened.nonce) {
+            return (markers.len() != before, false);
         }
+        if markers.len() >= USED_PER_SLOT {
+            if let Some(i) = (0..markers.len()).min_by_key(|i| markers[*i].expires_at) {
+                markers.remove(i);
+            }
+        }
+        markers.push(Marker {
+            nonce: opened.nonce,
+            expires_at: opened.expires_at,
+        });
+        (true, true)
+    })?;
+    Ok(fresh.then_some(opened.req))
+}
+
+struct Opened {
+    expires_at: u64,
+    nonce: [u8; NONCE_BYTES],
+    req: PendingAuthorization,
+}
+
+/// Checks the seal (constant time) before reading anything else.
+fn open(key: &ServerKey, form_token: &str) -> Option<Opened> {
+    if form_token.len() > MAX_FORM_TOKEN_CHARS {
+        return None;
+    }
+    let raw = URL_SAFE_NO_PAD.decode(form_token).ok()?;
+    let body_len = raw.len().checked_sub(MAC_BYTES)?;
+    let (body, mac) = raw.split_at(body_len);
+    let expected = seal_mac(key, body)?;
+    if !bool::from(expected.ct_eq(mac)) {
+        return None;
+    }
+    let mut r = Reader {
+        bytes: body,
+        pos: 0,
+    };
+    if r.take(1)?[0] != SEAL_VERSION {
+        return None;
+    }
+    let expires_at = u64::from_be_bytes(r.take(8)?.try_into().ok()?);
+    let nonce: [u8; NONCE_BYTES] = r.take(NONCE_BYTES)?.try_into().ok()?;
+    let req = decode_request(&mut r)?;
+    (r.pos == body.len()).then_some(Opened {
+        expires_at,
+        nonce,
+        req,
     })
 }
 
-/// Read-modify-write of one slot with bounded CAS retries; `f` says whether to write.
+fn seal_mac(key: &ServerKey, body: &[u8]) -> Option<[u8; MAC_BYTES]> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).ok()?;
+    mac.update(b"oauth2 login form");
+    mac.update(body);
+    let out = mac.finalize().into_bytes();
+    let mut tag = [0u8; MAC_BYTES];
+    tag.copy_from_slice(&out[..MAC_BYTES]);
+    Some(tag)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Marker {
+    nonce: [u8; NONCE_BYTES],
+    expires_at: u64,
+}
+
+/// Read-modify-write of one marker slot with bounded CAS retries; `f` says whether to write.
 fn update<T>(
     kv: &dyn KvStore,
     slot: u32,
-    mut f: impl FnMut(&mut Vec<Record>) -> (bool, T),
+    mut f: impl FnMut(&mut Vec<Marker>) -> (bool, T),
 ) -> Result<T, StoreError> {
     let key = slot_key(slot);
     for _ in 0..CAS_RETRIES {
         let current = kv.get(&key);
         // Unreadable data counts as empty: never trusted, never a panic.
-        let mut records = decode(current.value.as_deref().unwrap_or(&[])).unwrap_or_default();
-        let (write, out) = f(&mut records);
+        let mut markers =
+            decode_markers(current.value.as_deref().unwrap_or(&[])).unwrap_or_default();
+        let (write, out) = f(&mut markers);
         if !write {
             return Ok(out);
         }
-        match kv.set(&key, &encode(&records), current.cas) {
+        match kv.set(&key, &encode_markers(&markers), current.cas) {
             Ok(()) => return Ok(out),
             Err(WriteError::CasMismatch) => continue,
             Err(WriteError::Failed) => return Err(StoreError::Unavailable),
         }
     }
     Err(StoreError::Contended)
+}
+
+// `version u8 | count u8 | (nonce[16] | expires u64)*`
+fn encode_markers(markers: &[Marker]) -> Vec<u8> {
+    let mut out = vec![MARKERS_VERSION, markers.len().min(255) as u8];
+    for m in markers.iter().take(255) {
+        out.extend_from_slice(&m.nonce);
+        out.extend_from_slice(&m.expires_at.to_be_bytes());
+    }
+    out
+}
+
+fn decode_markers(bytes: &[u8]) -> Option<Vec<Marker>> {
+    if bytes.is_empty() {
+        return Some(Vec::new());
+    }
+    let mut r = Reader { bytes, pos: 0 };
+    if r.take(1)?[0] != MARKERS_VERSION {
+        return None;
+    }
+    let count = r.take(1)?[0] as usize;
+    let mut markers = Vec::with_capacity(count);
+    for _ in 0..count {
+        let nonce = r.take(NONCE_BYTES)?.try_into().ok()?;
+        let expires_at = u64::from_be_bytes(r.take(8)?.try_into().ok()?);
+        markers.push(Marker { nonce, expires_at });
+    }
+    (r.pos == bytes.len()).then_some(markers)
 }
 
 const F_TOKEN: u8 = 1;
@@ -160,45 +251,36 @@ const F_CHALLENGE: u8 = 8;
 const F_PLAIN: u8 = 16;
 const F_KNOWN: u8 = F_TOKEN | F_REDIRECT_GIVEN | F_STATE | F_CHALLENGE | F_PLAIN;
 
-// `version u8 | count u8 | record*`, record:
-// `id[11] | hash[16] | expires u64 | failures u8 | flags u8 | client u8-len
-//  | redirect u16-len | scope u16-len | (state u16-len)? | (challenge u8-len)?`
-fn encode(records: &[Record]) -> Vec<u8> {
-    let mut out = vec![VERSION, records.len().min(255) as u8];
-    for r in records.iter().take(255) {
-        let q = &r.req;
-        let mut flags = 0;
-        if q.response_type == ResponseType::Token {
-            flags |= F_TOKEN;
-        }
-        if q.redirect_given {
-            flags |= F_REDIRECT_GIVEN;
-        }
-        if q.state.is_some() {
-            flags |= F_STATE;
-        }
-        if let Some((m, _)) = &q.challenge {
-            flags |= F_CHALLENGE;
-            if *m == pkce::Method::Plain {
-                flags |= F_PLAIN;
-            }
-        }
-        out.extend_from_slice(&r.id);
-        out.extend_from_slice(&r.hash.0);
-        out.extend_from_slice(&r.expires_at.to_be_bytes());
-        out.push(q.failures);
-        out.push(flags);
-        put(&mut out, &q.client_id, 1);
-        put(&mut out, &q.redirect_uri, 2);
-        put(&mut out, &q.scope, 2);
-        if let Some(s) = &q.state {
-            put(&mut out, s, 2);
-        }
-        if let Some((_, c)) = &q.challenge {
-            put(&mut out, c, 1);
+// `failures u8 | flags u8 | client u8-len | redirect u16-len | scope u16-len
+//  | (state u16-len)? | (challenge u8-len)?`
+fn encode_request(out: &mut Vec<u8>, q: &PendingAuthorization) {
+    let mut flags = 0;
+    if q.response_type == ResponseType::Token {
+        flags |= F_TOKEN;
+    }
+    if q.redirect_given {
+        flags |= F_REDIRECT_GIVEN;
+    }
+    if q.state.is_some() {
+        flags |= F_STATE;
+    }
+    if let Some((m, _)) = &q.challenge {
+        flags |= F_CHALLENGE;
+        if *m == pkce::Method::Plain {
+            flags |= F_PLAIN;
         }
     }
-    out
+    out.push(q.failures);
+    out.push(flags);
+    put(out, &q.client_id, 1);
+    put(out, &q.redirect_uri, 2);
+    put(out, &q.scope, 2);
+    if let Some(s) = &q.state {
+        put(out, s, 2);
+    }
+    if let Some((_, c)) = &q.challenge {
+        put(out, c, 1);
+    }
 }
 
 /// A length-prefixed string; `width` 1 or 2 bytes (lengths are bounded by validation).
@@ -213,89 +295,69 @@ fn put(out: &mut Vec<u8>, s: &str, width: usize) {
     out.extend_from_slice(b);
 }
 
-#[derive(Debug, PartialEq, Eq)]
-struct Corrupt;
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
 
-fn decode(bytes: &[u8]) -> Result<Vec<Record>, Corrupt> {
-    if bytes.is_empty() {
-        return Ok(Vec::new());
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(n)?;
+        let s = self.bytes.get(self.pos..end)?;
+        self.pos = end;
+        Some(s)
     }
-    let mut pos = 0usize;
-    let mut take = |n: usize| -> Result<&[u8], Corrupt> {
-        let end = pos.checked_add(n).ok_or(Corrupt)?;
-        let s = bytes.get(pos..end).ok_or(Corrupt)?;
-        pos = end;
-        Ok(s)
+
+    fn string(&mut self, width: usize) -> Option<String> {
+        let n = match width {
+            1 => self.take(1)?[0] as usize,
+            _ => {
+                let b = self.take(2)?;
+                u16::from_be_bytes([b[0], b[1]]) as usize
+            }
+        };
+        String::from_utf8(self.take(n)?.to_vec()).ok()
+    }
+}
+
+fn decode_request(r: &mut Reader) -> Option<PendingAuthorization> {
+    let failures = r.take(1)?[0];
+    let flags = r.take(1)?[0];
+    if flags & !F_KNOWN != 0 {
+        return None;
+    }
+    let client_id = r.string(1)?;
+    let redirect_uri = r.string(2)?;
+    let scope = r.string(2)?;
+    let state = if flags & F_STATE != 0 {
+        Some(r.string(2)?)
+    } else {
+        None
     };
-    if take(1)?[0] != VERSION {
-        return Err(Corrupt);
-    }
-    let count = take(1)?[0] as usize;
-    let mut records = Vec::with_capacity(count);
-    for _ in 0..count {
-        let mut id = [0u8; GRANT_ID_BYTES];
-        id.copy_from_slice(take(GRANT_ID_BYTES)?);
-        let mut hash = [0u8; 16];
-        hash.copy_from_slice(take(16)?);
-        let mut exp = [0u8; 8];
-        exp.copy_from_slice(take(8)?);
-        let failures = take(1)?[0];
-        let flags = take(1)?[0];
-        if flags & !F_KNOWN != 0 {
-            return Err(Corrupt);
-        }
-        let mut string = |width: usize| -> Result<String, Corrupt> {
-            let n = match width {
-                1 => take(1)?[0] as usize,
-                _ => {
-                    let b = take(2)?;
-                    u16::from_be_bytes([b[0], b[1]]) as usize
-                }
-            };
-            String::from_utf8(take(n)?.to_vec()).map_err(|_| Corrupt)
-        };
-        let client_id = string(1)?;
-        let redirect_uri = string(2)?;
-        let scope = string(2)?;
-        let state = if flags & F_STATE != 0 {
-            Some(string(2)?)
+    let challenge = if flags & F_CHALLENGE != 0 {
+        let m = if flags & F_PLAIN != 0 {
+            pkce::Method::Plain
         } else {
-            None
+            pkce::Method::S256
         };
-        let challenge = if flags & F_CHALLENGE != 0 {
-            let m = if flags & F_PLAIN != 0 {
-                pkce::Method::Plain
-            } else {
-                pkce::Method::S256
-            };
-            Some((m, string(1)?))
+        Some((m, r.string(1)?))
+    } else {
+        None
+    };
+    Some(PendingAuthorization {
+        response_type: if flags & F_TOKEN != 0 {
+            ResponseType::Token
         } else {
-            None
-        };
-        records.push(Record {
-            id,
-            hash: TokenHash(hash),
-            expires_at: u64::from_be_bytes(exp),
-            req: PendingAuthorization {
-                response_type: if flags & F_TOKEN != 0 {
-                    ResponseType::Token
-                } else {
-                    ResponseType::Code
-                },
-                client_id,
-                redirect_uri,
-                redirect_given: flags & F_REDIRECT_GIVEN != 0,
-                scope,
-                state,
-                challenge,
-                failures,
-            },
-        });
-    }
-    if pos != bytes.len() {
-        return Err(Corrupt);
-    }
-    Ok(records)
+            ResponseType::Code
+        },
+        client_id,
+        redirect_uri,
+        redirect_given: flags & F_REDIRECT_GIVEN != 0,
+        scope,
+        state,
+        challenge,
+        failures,
+    })
 }
 
 #[cfg(test)]
@@ -325,80 +387,109 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_form_token_is_taken_exactly_once() {
+    fn store() -> MemoryKv {
         let kv = MemoryKv::default();
         ensure_created(&kv).unwrap();
+        server_key::ensure_key(&kv, &HostRandomness).unwrap();
+        kv
+    }
+
+    #[test]
+    fn a_form_token_is_taken_exactly_once() {
+        let kv = store();
         for n in 0..6 {
             let t = create(&kv, &HostRandomness, &req(n), 1000).unwrap();
             assert_eq!(take(&kv, &t, 1001).unwrap(), Some(req(n)));
             assert_eq!(take(&kv, &t, 1001).unwrap(), None);
         }
-        assert_eq!(kv.key_count(), PENDING_SLOTS as usize);
+        assert_eq!(kv.key_count(), PENDING_SLOTS as usize + 1);
     }
 
     #[test]
-    fn expired_forged_and_foreign_tokens_are_refused() {
-        let kv = MemoryKv::default();
+    fn showing_a_page_writes_nothing() {
+        let kv = store();
+        let before = kv.total_value_bytes();
+        for n in 0..100 {
+            create(&kv, &HostRandomness, &req(n), 1000).unwrap();
+        }
+        assert_eq!(kv.total_value_bytes(), before);
+    }
+
+    #[test]
+    fn expired_tampered_and_foreign_tokens_are_refused() {
+        let kv = store();
         let t = create(&kv, &HostRandomness, &req(1), 1000).unwrap();
         assert_eq!(take(&kv, &t, 1000 + PENDING_LIFETIME).unwrap(), None);
         let t = create(&kv, &HostRandomness, &req(1), 1000).unwrap();
-        let p = token::parse_handle(&t, HandleKind::LoginForm).unwrap();
-        let forged = token::mint_handle(
-            HandleKind::LoginForm,
-            p.bucket,
-            &p.grant_id,
-            &HostRandomness,
-        )
-        .unwrap();
-        assert_eq!(take(&kv, &forged.text, 1001).unwrap(), None);
-        let code =
-            token::mint_handle(HandleKind::Code, p.bucket, &p.grant_id, &HostRandomness).unwrap();
-        assert_eq!(take(&kv, &code.text, 1001).unwrap(), None);
-        assert_eq!(take(&kv, "", 1001).unwrap(), None);
+        // Any changed byte breaks the seal, wherever it is.
+        let raw = URL_SAFE_NO_PAD.decode(&t).unwrap();
+        for i in 0..raw.len() {
+            let mut bad = raw.clone();
+            bad[i] ^= 0x20;
+            assert_eq!(
+                take(&kv, &URL_SAFE_NO_PAD.encode(&bad), 1001).unwrap(),
+                None,
+                "byte {i}"
+            );
+        }
+        // Sealed under another store's key.
+        let other = store();
+        let foreign = create(&other, &HostRandomness, &req(1), 1000).unwrap();
+        assert_eq!(take(&kv, &foreign, 1001).unwrap(), None);
+        for junk in ["", "garbage", &"A".repeat(MAX_FORM_TOKEN_CHARS + 4)] {
+            assert_eq!(take(&kv, junk, 1001).unwrap(), None);
+        }
         assert_eq!(take(&kv, &t, 1001).unwrap(), Some(req(1)));
     }
 
     #[test]
-    fn slots_stay_bounded_and_drop_the_oldest() {
-        let kv = MemoryKv::default();
-        let mut first = Vec::new();
-        for i in 0..(PENDING_SLOTS as usize * PENDING_PER_SLOT * 2) {
-            let t = create(&kv, &HostRandomness, &req(2), 1000 + (i as u64 / 1000)).unwrap();
-            if i < 50 {
-                first.push(t);
-            }
+    fn markers_stay_bounded_and_drop_the_first_to_expire() {
+        let kv = store();
+        let n = PENDING_SLOTS as usize * USED_PER_SLOT * 2;
+        let mut last = String::new();
+        for i in 0..n {
+            last = create(&kv, &HostRandomness, &req(2), 1000 + (i as u64 / 1000)).unwrap();
+            assert!(take(&kv, &last, 1000 + (i as u64 / 1000))
+                .unwrap()
+                .is_some());
         }
-        assert!(kv.key_count() <= PENDING_SLOTS as usize);
+        assert_eq!(kv.key_count(), PENDING_SLOTS as usize + 1);
         for slot in 0..PENDING_SLOTS {
             let v = kv.get(&slot_key(slot)).value.unwrap_or_default();
-            assert!(decode(&v).unwrap().len() <= PENDING_PER_SLOT);
+            assert!(decode_markers(&v).unwrap().len() <= USED_PER_SLOT);
         }
-        let _ = first;
+        // The newest marker survived the churn.
+        assert_eq!(take(&kv, &last, 1000 + (n as u64 / 1000)).unwrap(), None);
     }
 
     #[test]
     fn decoding_never_panics_and_refuses_garbage() {
-        let records: Vec<Record> = (0..4)
-            .map(|n| Record {
-                id: [n; GRANT_ID_BYTES],
-                hash: TokenHash([n; 16]),
+        let markers: Vec<Marker> = (0..4)
+            .map(|n| Marker {
+                nonce: [n; NONCE_BYTES],
                 expires_at: 5,
-                req: req(n),
             })
             .collect();
-        let bytes = encode(&records);
-        assert_eq!(decode(&bytes).unwrap(), records);
+        let bytes = encode_markers(&markers);
+        assert_eq!(decode_markers(&bytes), Some(markers));
         for cut in 1..bytes.len() {
-            assert_eq!(decode(&bytes[..cut]), Err(Corrupt));
+            assert_eq!(decode_markers(&bytes[..cut]), None);
         }
-        let mut bad = bytes.clone();
-        bad[0] = 2;
-        assert_eq!(decode(&bad), Err(Corrupt));
-        // Garbage in the store reads as empty; a take does not fail on it.
-        let kv = MemoryKv::default();
-        kv.set(&slot_key(3), b"\x01\x09junk", None).unwrap();
-        let t = token::mint_handle(HandleKind::LoginForm, 3, &[1; 11], &HostRandomness).unwrap();
-        assert_eq!(take(&kv, &t.text, 1).unwrap(), None);
+        let mut body = Vec::new();
+        encode_request(&mut body, &req(2));
+        for cut in 0..body.len() {
+            let mut r = Reader {
+                bytes: &body[..cut],
+                pos: 0,
+            };
+            assert_eq!(decode_request(&mut r), None);
+        }
+        // Garbage in a marker slot reads as empty; a take does not fail on it.
+        let kv = store();
+        let t = create(&kv, &HostRandomness, &req(3), 1).unwrap();
+        for slot in 0..PENDING_SLOTS {
+            kv.set(&slot_key(slot), b"\x02\x09junk", None).unwrap();
+        }
+        assert_eq!(take(&kv, &t, 2).unwrap(), Some(req(3)));
     }
 }

@@ -1,8 +1,9 @@
 //! The token store's own 256-bit key, from the host CSPRNG, kept in shared data
 //! (`oauth2/key`) so every worker of the VM uses the same one. It never leaves
 //! the store: it signs the family tag of refresh tokens (reuse detection over a
-//! whole rotation chain, see `token`) and derives the pair of a rotation when a
-//! grace period is on (see `refresh_grace`).
+//! whole rotation chain, see `token`), seals the authorization request a login
+//! form carries (see `pending_authorization`), and derives the pair of a
+//! rotation when a grace period is on (see `refresh_grace`).
 
 use crate::host::{KvStore, Randomness, WriteError};
 

@@ -180,15 +180,12 @@ fn parse_raw(text: &str) -> Option<(u8, u32, GrantId, TokenHash)> {
 pub enum HandleKind {
     /// An authorization code (RFC 6749 §4.1.2); `bucket | grant id` name its grant.
     Code,
-    /// The one-time token of a login form; `bucket | id` name its pending request.
-    LoginForm,
 }
 
 impl HandleKind {
     fn tag(self) -> u8 {
         match self {
             HandleKind::Code => 0xc1,
-            HandleKind::LoginForm => 0xf1,
         }
     }
 }
@@ -357,7 +354,6 @@ mod tests {
         let id = new_grant_id(&HostRandomness).unwrap();
         let code = mint_handle(HandleKind::Code, 9, &id, &HostRandomness).unwrap();
         assert!(parse(&code.text).is_none());
-        assert!(parse_handle(&code.text, HandleKind::LoginForm).is_none());
         let p = parse_handle(&code.text, HandleKind::Code).unwrap();
         assert_eq!((p.bucket, p.grant_id), (9, id));
         assert!(p.hash.matches(&code.hash));
