@@ -25,6 +25,7 @@ use envoy_oauth2::grant_store::{
 use envoy_oauth2::guard_config::GuardConfig;
 use envoy_oauth2::host::memory::{ManualClock, MemoryKv};
 use envoy_oauth2::host::{Clock, KvStore, RandomUnavailable, Randomness};
+use envoy_oauth2::pending_authorization;
 use envoy_oauth2::token::{self, ParsedToken, TokenHash, TokenKind, GRANT_ID_BYTES};
 
 // ---------------------------------------------------------------------------------------
@@ -609,6 +610,19 @@ proptest! {
 // ---------------------------------------------------------------------------------------
 
 proptest! {
+    /// A posted login form's token: arbitrary text, or arbitrary bytes past base64,
+    /// is refused (the seal does not hold) and never panics or writes.
+    #[test]
+    fn login_form_tokens_that_were_not_sealed_here_are_refused(s in any::<String>(), raw in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let kv = MemoryKv::default();
+        envoy_oauth2::token_endpoint::create_shared_keys(&kv, &envoy_oauth2::host::HostRandomness, &TokenConfig::parse(br#"{"clients":[{"client_id":"c","public":true,"grant_types":["implicit"],"redirect_uris":["https://a/cb"],"scopes":["default"]}]}"#).unwrap()).unwrap();
+        let before = kv.total_value_bytes();
+        for text in [s, URL_SAFE_NO_PAD.encode(&raw)] {
+            prop_assert_eq!(pending_authorization::take(&kv, &text, 1_700_000_000).unwrap(), None);
+        }
+        prop_assert_eq!(kv.total_value_bytes(), before);
+    }
+
     #[test]
     fn token_parse_never_panics(s in any::<String>()) {
         let _ = token::parse(&s);
