@@ -242,6 +242,8 @@ struct TokenConfigFile {
     clients: Vec<ClientFile>,
     #[serde(default)]
     users: Vec<UserFile>,
+    #[serde(default)]
+    revoked_clients: Vec<String>,
 }
 
 fn default_hour() -> u64 {
@@ -351,6 +353,8 @@ pub struct TokenConfig {
     pub code_lifetime: u64,
     pub clients: Vec<Client>,
     pub users: Vec<User>,
+    /// Clients whose every grant is revoked when this configuration loads.
+    pub revoked_clients: Vec<String>,
 }
 
 /// A year: no token should outlive that.
@@ -636,6 +640,16 @@ impl TokenConfig {
                 "must be between 1 and 86400",
             ));
         }
+        for (i, id) in file.revoked_clients.iter().enumerate() {
+            let field = format!("revoked_clients[{i}]");
+            check_name(&field, id)?;
+            if file.clients.iter().any(|c| &c.client_id == id) {
+                return Err(err(
+                    field,
+                    format!("`{id}` is also in `clients`: remove it there to revoke it"),
+                ));
+            }
+        }
         if file.refresh_token_grace_seconds > 60 {
             return Err(err(
                 "refresh_token_grace_seconds",
@@ -660,6 +674,7 @@ impl TokenConfig {
             code_lifetime: file.code_lifetime_seconds,
             clients,
             users,
+            revoked_clients: file.revoked_clients,
         })
     }
 
@@ -822,6 +837,26 @@ mod tests {
 
     fn field_of(json: &str) -> String {
         TokenConfig::parse(json.as_bytes()).unwrap_err().field
+    }
+
+    #[test]
+    fn revoked_clients_are_checked_and_kept() {
+        let with = |list: &str| {
+            sample("").replacen(
+                r#""users":"#,
+                &format!(r#""revoked_clients":{list},"users":"#),
+                1,
+            )
+        };
+        let c = TokenConfig::parse(with(r#"["old-app"]"#).as_bytes()).unwrap();
+        assert_eq!(c.revoked_clients, vec!["old-app".to_string()]);
+        assert!(TokenConfig::parse(sample("").as_bytes())
+            .unwrap()
+            .revoked_clients
+            .is_empty());
+        assert_eq!(field_of(&with(r#"["ok","c1"]"#)), "revoked_clients[1]");
+        assert_eq!(field_of(&with(r#"[""]"#)), "revoked_clients[0]");
+        assert_eq!(field_of(&with(r#"["a b"]"#)), "revoked_clients[0]");
     }
 
     #[test]

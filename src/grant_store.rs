@@ -392,6 +392,31 @@ impl<'a> GrantStore<'a> {
         Ok(out)
     }
 
+    /// Revokes every grant of these clients, in every bucket that exists (also
+    /// buckets beyond the current layout, left by an earlier one: tokens name
+    /// their bucket). Run at configuration; returns how many grants it revoked.
+    pub fn revoke_clients(&mut self, clients: &[String], now: u64) -> Result<u32, StoreError> {
+        let mut total = 0;
+        for bucket in 0..MAX_BUCKETS {
+            // Buckets are created as 0..n: the first missing one ends the scan.
+            if self.kv.get(&bucket_key(bucket)).cas.is_none() {
+                break;
+            }
+            let revoked = run_txn(
+                self.kv,
+                bucket,
+                &mut RevokeClients { clients },
+                now,
+                &mut self.report,
+            )?;
+            if revoked > 0 {
+                total += revoked;
+                self.bump_revocation(bucket);
+            }
+        }
+        Ok(total)
+    }
+
     /// Current revocation generation of the shard of `bucket`.
     pub fn revocation_generation(kv: &dyn KvStore, bucket: u32) -> u64 {
         read_generation(&kv.get(&revocation_key(bucket)).value)
@@ -524,6 +549,28 @@ impl BucketTxn for Rotate<'_> {
             return Step::Write(RotateOutcome::ReuseRevoked);
         }
         Step::Done(RotateOutcome::Invalid)
+    }
+}
+
+struct RevokeClients<'t> {
+    clients: &'t [String],
+}
+
+impl BucketTxn for RevokeClients<'_> {
+    type Output = u32;
+    fn apply(&mut self, bucket: &mut Bucket, _now: u64) -> Step<u32> {
+        let mut revoked = 0;
+        for g in bucket.grants.iter_mut() {
+            if !g.revoked && self.clients.iter().any(|c| *c == g.client_id) {
+                g.revoked = true;
+                revoked += 1;
+            }
+        }
+        if revoked > 0 {
+            Step::Write(revoked)
+        } else {
+            Step::Done(0)
+        }
     }
 }
 

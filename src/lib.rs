@@ -9,6 +9,7 @@ pub mod basic_auth;
 pub mod bearer_guard;
 pub mod bucket;
 pub mod client_auth;
+pub mod client_revocation;
 pub mod config;
 pub mod credential_cache;
 pub mod form;

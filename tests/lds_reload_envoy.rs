@@ -181,3 +181,110 @@ dynamic_resources:
     drop(e);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Removing a client keeps its tokens (above); listing it in `revoked_clients`
+/// ends all of them, at every worker's guard, while other clients keep theirs.
+#[test]
+fn revoked_clients_end_every_token_of_a_client_on_a_listener_update() {
+    let dir = std::env::temp_dir().join(format!(
+        "envoy-oauth2-lds-{}-{}",
+        std::process::id(),
+        line!()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let client = |id: &str, secret: &str| {
+        format!(
+            r#"{{"client_id":"{id}","secret_hash":"{}","grant_types":["client_credentials","password","refresh_token"],"scopes":["default"]}}"#,
+            hash(secret)
+        )
+    };
+    let users = format!(
+        r#""users":[{{"username":"u","password_hash":"{}","scopes":["default"]}}]"#,
+        hash("pw")
+    );
+    let before = format!(
+        r#"{{"clients":[{},{}],{users}}}"#,
+        client("leaked", "s1"),
+        client("fine", "s2")
+    );
+    write_lds(&dir, &listener(&before));
+    let bootstrap = format!(
+        r#"admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }} }}
+node: {{ id: lds-test, cluster: lds-test }}
+dynamic_resources:
+  lds_config:
+    resource_api_version: V3
+    path_config_source:
+      path: {0}/lds.yaml
+      watched_directory: {{ path: {0} }}
+"#,
+        dir.display()
+    );
+    let e = Envoy::start(&bootstrap, 2);
+    let base = format!("http://127.0.0.1:{}", http_port(&e));
+    let token = |base: &str, id: &str, secret: &str, form: &[(&str, &str)]| {
+        let r = post_form(
+            &format!("{base}/token"),
+            form,
+            &[("authorization", &basic_auth(id, secret))],
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
+    };
+    let cc = [("grant_type", "client_credentials")];
+    let password = [
+        ("grant_type", "password"),
+        ("username", "u"),
+        ("password", "pw"),
+    ];
+    let leaked_app = token(&base, "leaked", "s1", &cc);
+    let leaked_user = token(&base, "leaked", "s1", &password);
+    let fine_app = token(&base, "fine", "s2", &cc);
+    let api = |base: &str, t: &serde_json::Value| {
+        let bearer = format!("Bearer {}", t["access_token"].as_str().unwrap());
+        get(&format!("{base}/api/x"), &[("authorization", &bearer)]).status
+    };
+    // Cached as valid by the guard on both workers.
+    for _ in 0..20 {
+        for t in [&leaked_app, &leaked_user, &fine_app] {
+            assert_eq!(api(&base, t), 200);
+        }
+    }
+
+    let after = format!(
+        r#"{{"clients":[{}],"revoked_clients":["leaked"],{users}}}"#,
+        client("fine", "s2")
+    );
+    write_lds(&dir, &listener(&after));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let base = loop {
+        let base = format!("http://127.0.0.1:{}", http_port(&e));
+        let r = post_form(
+            &format!("{base}/token"),
+            &cc,
+            &[("authorization", &basic_auth("leaked", "s1"))],
+        );
+        if r.status == 401 {
+            break base;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new configuration never took effect:\n{}",
+            e.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for _ in 0..20 {
+        assert_eq!(api(&base, &leaked_app), 401);
+        assert_eq!(api(&base, &leaked_user), 401);
+        assert_eq!(api(&base, &fine_app), 200);
+    }
+    assert!(
+        e.log().contains("revoked_clients: revoked 2 grants of leaked"),
+        "{}",
+        e.log()
+    );
+    drop(e);
+    let _ = std::fs::remove_dir_all(&dir);
+}

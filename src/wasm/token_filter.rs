@@ -11,10 +11,11 @@ use proxy_wasm::types::Action;
 
 use super::host::{self, HostClock, SharedDataKv};
 use crate::authorize::{handle_authorize, AuthorizeRequest, AuthorizeResult};
+use crate::client_revocation;
 use crate::config::{ConfigError, TokenConfig, METADATA_PATH};
 use crate::credential_cache::CredentialCache;
 use crate::grant_store::TxnReport;
-use crate::host::{HostRandomness, Randomness};
+use crate::host::{Clock, HostRandomness, Randomness};
 use crate::introspection::handle_introspect;
 use crate::metadata::metadata;
 use crate::response::Response;
@@ -37,6 +38,23 @@ pub fn configure(bytes: &[u8]) -> Result<Rc<TokenShared>, ConfigError> {
         message: "the host CSPRNG is unavailable".into(),
     })?;
     let created = create_shared_keys(&SharedDataKv, &HostRandomness, &cfg)?;
+    let swept = client_revocation::apply(
+        &SharedDataKv,
+        &HostRandomness,
+        cfg.store,
+        &cfg.revoked_clients,
+        HostClock.now_secs(),
+    )
+    .map_err(|_| ConfigError {
+        field: "revoked_clients".into(),
+        message: "could not revoke the grants of the listed clients".into(),
+    })?;
+    if let Some(n) = swept {
+        log::warn!(
+            "revoked_clients: revoked {n} grants of {}",
+            cfg.revoked_clients.join(", ")
+        );
+    }
     if created > 0 {
         log::info!(
             "token store: created {created} shared-data keys ({} buckets x {} grants = {} grants at most)",
