@@ -14,8 +14,6 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::grant_store::{StoreError, CAS_RETRIES};
@@ -176,13 +174,7 @@ fn open(key: &ServerKey, form_token: &str) -> Option<Opened> {
 }
 
 fn seal_mac(key: &ServerKey, body: &[u8]) -> Option<[u8; MAC_BYTES]> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).ok()?;
-    mac.update(b"oauth2 login form");
-    mac.update(body);
-    let out = mac.finalize().into_bytes();
-    let mut tag = [0u8; MAC_BYTES];
-    tag.copy_from_slice(&out[..MAC_BYTES]);
-    Some(tag)
+    server_key::tag(key, b"oauth2 login form", body)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,10 +7,8 @@
 //! store's key (`server_key`), of the presented refresh token's hash. Without a
 //! grace period (the default) secrets come straight from the CSPRNG.
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
 use crate::host::{RandomUnavailable, Randomness};
+use crate::server_key;
 use crate::token::TokenHash;
 
 /// Deterministic "randomness" for one rotation: each `label` (access, refresh)
@@ -24,11 +22,8 @@ pub struct DerivedSecret<'a> {
 impl Randomness for DerivedSecret<'_> {
     fn fill(&self, buf: &mut [u8]) -> Result<(), RandomUnavailable> {
         for (block, chunk) in buf.chunks_mut(32).enumerate() {
-            let mut mac =
-                <Hmac<Sha256> as Mac>::new_from_slice(self.key).map_err(|_| RandomUnavailable)?;
-            mac.update(&[self.label, block as u8]);
-            mac.update(&self.seed.0);
-            let out = mac.finalize().into_bytes();
+            let out: [u8; 32] = server_key::tag(self.key, &[self.label, block as u8], &self.seed.0)
+                .ok_or(RandomUnavailable)?;
             chunk.copy_from_slice(&out[..chunk.len()]);
         }
         Ok(())

@@ -17,12 +17,11 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::host::{RandomUnavailable, Randomness};
-use crate::server_key::ServerKey;
+use crate::server_key::{self, ServerKey};
 
 pub const TOKEN_BYTES: usize = 48;
 pub const TOKEN_CHARS: usize = 64;
@@ -104,13 +103,7 @@ impl FamilyTag {
 }
 
 fn family_tag(key: &ServerKey, signed: &[u8; TOKEN_BYTES]) -> Option<[u8; FAMILY_TAG_BYTES]> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).ok()?;
-    mac.update(b"oauth2 refresh family");
-    mac.update(signed);
-    let out = mac.finalize().into_bytes();
-    let mut tag = [0u8; FAMILY_TAG_BYTES];
-    tag.copy_from_slice(&out[..FAMILY_TAG_BYTES]);
-    Some(tag)
+    server_key::tag(key, b"oauth2 refresh family", signed)
 }
 
 /// Parses a presented token. Anything that is not exactly our format is `None`.

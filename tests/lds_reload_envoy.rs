@@ -66,30 +66,13 @@ fn write_lds(dir: &Path, yaml: &str) {
     std::fs::rename(&tmp, dir.join("lds.yaml")).unwrap();
 }
 
-fn http_port(e: &Envoy) -> u16 {
-    let v = get(&format!("{}/listeners?format=json", e.admin_url()), &[]).json();
-    v["listener_statuses"]
-        .as_array()
-        .and_then(|ls| ls.iter().find(|l| l["name"] == "http"))
-        .and_then(|l| l["local_address"]["socket_address"]["port_value"].as_u64())
-        .expect("listener http") as u16
-}
-
-#[test]
-fn tokens_survive_a_listener_update_with_a_changed_plugin_configuration() {
-    let dir = std::env::temp_dir().join(format!(
-        "envoy-oauth2-lds-{}-{}",
-        std::process::id(),
-        line!()
-    ));
+/// Envoy with `--concurrency 2` whose listeners come from `<dir>/lds.yaml`
+/// (watched), first holding `listeners`; `tag` keeps parallel tests' dirs apart.
+fn start_with_lds(tag: u32, listeners: &str) -> (Envoy, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("envoy-oauth2-lds-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let one_client = format!(
-        r#"{{"realm":"v1","clients":[{{"client_id":"c1","secret_hash":"{}","grant_types":["client_credentials","password","refresh_token"],"scopes":["default"]}}],"users":[{{"username":"u","password_hash":"{}","scopes":["default"]}}]}}"#,
-        hash("s1"),
-        hash("pw")
-    );
-    write_lds(&dir, &listener(&one_client));
+    write_lds(&dir, listeners);
     let bootstrap = format!(
         r#"admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }} }}
 node: {{ id: lds-test, cluster: lds-test }}
@@ -102,7 +85,26 @@ dynamic_resources:
 "#,
         dir.display()
     );
-    let e = Envoy::start(&bootstrap, 2);
+    (Envoy::start(&bootstrap, 2), dir)
+}
+
+fn http_port(e: &Envoy) -> u16 {
+    let v = get(&format!("{}/listeners?format=json", e.admin_url()), &[]).json();
+    v["listener_statuses"]
+        .as_array()
+        .and_then(|ls| ls.iter().find(|l| l["name"] == "http"))
+        .and_then(|l| l["local_address"]["socket_address"]["port_value"].as_u64())
+        .expect("listener http") as u16
+}
+
+#[test]
+fn tokens_survive_a_listener_update_with_a_changed_plugin_configuration() {
+    let one_client = format!(
+        r#"{{"realm":"v1","clients":[{{"client_id":"c1","secret_hash":"{}","grant_types":["client_credentials","password","refresh_token"],"scopes":["default"]}}],"users":[{{"username":"u","password_hash":"{}","scopes":["default"]}}]}}"#,
+        hash("s1"),
+        hash("pw")
+    );
+    let (e, dir) = start_with_lds(line!(), &listener(&one_client));
     let base = format!("http://127.0.0.1:{}", http_port(&e));
     let app = post_form(
         &format!("{base}/token"),
@@ -186,13 +188,6 @@ dynamic_resources:
 /// ends all of them, at every worker's guard, while other clients keep theirs.
 #[test]
 fn revoked_clients_end_every_token_of_a_client_on_a_listener_update() {
-    let dir = std::env::temp_dir().join(format!(
-        "envoy-oauth2-lds-{}-{}",
-        std::process::id(),
-        line!()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
     let client = |id: &str, secret: &str| {
         format!(
             r#"{{"client_id":"{id}","secret_hash":"{}","grant_types":["client_credentials","password","refresh_token"],"scopes":["default"]}}"#,
@@ -208,20 +203,7 @@ fn revoked_clients_end_every_token_of_a_client_on_a_listener_update() {
         client("leaked", "s1"),
         client("fine", "s2")
     );
-    write_lds(&dir, &listener(&before));
-    let bootstrap = format!(
-        r#"admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }} }}
-node: {{ id: lds-test, cluster: lds-test }}
-dynamic_resources:
-  lds_config:
-    resource_api_version: V3
-    path_config_source:
-      path: {0}/lds.yaml
-      watched_directory: {{ path: {0} }}
-"#,
-        dir.display()
-    );
-    let e = Envoy::start(&bootstrap, 2);
+    let (e, dir) = start_with_lds(line!(), &listener(&before));
     let base = format!("http://127.0.0.1:{}", http_port(&e));
     let token = |base: &str, id: &str, secret: &str, form: &[(&str, &str)]| {
         let r = post_form(
@@ -281,7 +263,8 @@ dynamic_resources:
         assert_eq!(api(&base, &fine_app), 200);
     }
     assert!(
-        e.log().contains("revoked_clients: revoked 2 grants of leaked"),
+        e.log()
+            .contains("revoked_clients: revoked 2 grants of leaked"),
         "{}",
         e.log()
     );
