@@ -13,6 +13,9 @@
 //! redirect; every other error redirects back with `error`,
 //! `error_description` and `state`.
 
+use subtle::ConstantTimeEq;
+
+use crate::browser_binding::BrowserId;
 use crate::config::{Client, GrantType, TokenConfig};
 use crate::form::Form;
 use crate::grant_store::{
@@ -42,6 +45,10 @@ pub struct AuthorizeRequest<'a> {
     pub content_type: Option<&'a str>,
     /// The form body (POST).
     pub body: &'a [u8],
+    /// The `Cookie` header (the browser binding of the login form).
+    pub cookie: Option<&'a str>,
+    /// The request came over HTTPS (the binding cookie is then `Secure`).
+    pub https: bool,
 }
 
 /// What happened, for stats (`oauth2.authorize.<name>`).
@@ -161,7 +168,7 @@ pub fn handle_authorize(
 ) -> AuthorizeResult {
     let mut store = GrantStore::new(env.kv, env.rng, cfg.store);
     let (response, outcome) = match req.method {
-        "GET" => start(cfg, env, req.query),
+        "GET" => start(cfg, env, req),
         "POST" => submit(cfg, env, &mut store, req),
         _ => done(
             error_page(405, "Only GET and POST are allowed here.").header("allow", "GET, POST"),
@@ -176,8 +183,12 @@ pub fn handle_authorize(
 }
 
 /// The GET: check the request, remember it, show the login page.
-fn start(cfg: &TokenConfig, env: &mut ServiceEnv, query: &str) -> (Response, AuthorizeOutcome) {
-    let Ok(q) = Form::parse(query.as_bytes()) else {
+fn start(
+    cfg: &TokenConfig,
+    env: &mut ServiceEnv,
+    req: &AuthorizeRequest,
+) -> (Response, AuthorizeOutcome) {
+    let Ok(q) = Form::parse(req.query.as_bytes()) else {
         return refused_page(400, "The authorization request is malformed.");
     };
     // Before anything can be redirected: the client and its redirect URI.
@@ -282,6 +293,14 @@ fn start(cfg: &TokenConfig, env: &mut ServiceEnv, query: &str) -> (Response, Aut
     } else {
         None
     };
+    // The browser keeps one id across requests (several tabs, several forms).
+    let (browser, new_browser) = match BrowserId::from_cookie_header(req.cookie) {
+        Some(id) => (id, false),
+        None => match BrowserId::new(env.rng) {
+            Ok(id) => (id, true),
+            Err(e) => return store_failure(&back, e.into()),
+        },
+    };
     let pending_req = PendingAuthorization {
         response_type,
         client_id: client.client_id.clone(),
@@ -291,8 +310,9 @@ fn start(cfg: &TokenConfig, env: &mut ServiceEnv, query: &str) -> (Response, Aut
         state: state.map(str::to_string),
         challenge,
         failures: 0,
+        browser: browser.binding(),
     };
-    show_login(
+    match show_login(
         cfg,
         env,
         &pending_req,
@@ -300,8 +320,17 @@ fn start(cfg: &TokenConfig, env: &mut ServiceEnv, query: &str) -> (Response, Aut
         "",
         200,
         AuthorizeOutcome::LoginPage,
-    )
-    .unwrap_or_else(|e| store_failure(&back, e))
+    ) {
+        Ok((page, outcome)) if new_browser => (
+            page.header(
+                "set-cookie",
+                browser.set_cookie(&cfg.paths.authorize, req.https),
+            ),
+            outcome,
+        ),
+        Ok(shown) => shown,
+        Err(e) => store_failure(&back, e),
+    }
 }
 
 fn store_failure(back: &Back, e: StoreError) -> (Response, AuthorizeOutcome) {
@@ -446,6 +475,16 @@ fn submit(
         Ok(None) => return refused_page(400, "This sign-in form has expired or was already used."),
         Err(_) => return refused_page(503, "The server is busy. Try again."),
     };
+    // Only the browser that opened the form may post it (login CSRF).
+    let same_browser = BrowserId::from_cookie_header(req.cookie).map_or(false, |id| {
+        bool::from(id.binding().ct_eq(&pending_req.browser))
+    });
+    if !same_browser {
+        return refused_page(
+            400,
+            "This sign-in form belongs to another browser session. Start again from the application.",
+        );
+    }
     // The configuration may have changed since the page was shown.
     let Some(client) = cfg.client(&pending_req.client_id) else {
         return refused_page(400, "The application (client_id) is unknown.");

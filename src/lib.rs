@@ -7,6 +7,7 @@
 pub mod authorize;
 pub mod basic_auth;
 pub mod bearer_guard;
+pub mod browser_binding;
 pub mod bucket;
 pub mod client_auth;
 pub mod client_revocation;

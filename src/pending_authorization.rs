@@ -16,6 +16,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use subtle::ConstantTimeEq;
 
+use crate::browser_binding::Binding;
 use crate::grant_store::{StoreError, CAS_RETRIES};
 use crate::host::{KvStore, Randomness, WriteError};
 use crate::pkce;
@@ -62,6 +63,8 @@ pub struct PendingAuthorization {
     pub challenge: Option<(pkce::Method, String)>,
     /// Failed logins on this request so far.
     pub failures: u8,
+    /// The browser that opened the form (see `browser_binding`).
+    pub browser: Binding,
 }
 
 /// Creates every marker slot key (at configuration, before any worker serves).
@@ -243,8 +246,8 @@ const F_CHALLENGE: u8 = 8;
 const F_PLAIN: u8 = 16;
 const F_KNOWN: u8 = F_TOKEN | F_REDIRECT_GIVEN | F_STATE | F_CHALLENGE | F_PLAIN;
 
-// `failures u8 | flags u8 | client u8-len | redirect u16-len | scope u16-len
-//  | (state u16-len)? | (challenge u8-len)?`
+// `failures u8 | flags u8 | browser[16] | client u8-len | redirect u16-len
+//  | scope u16-len | (state u16-len)? | (challenge u8-len)?`
 fn encode_request(out: &mut Vec<u8>, q: &PendingAuthorization) {
     let mut flags = 0;
     if q.response_type == ResponseType::Token {
@@ -264,6 +267,7 @@ fn encode_request(out: &mut Vec<u8>, q: &PendingAuthorization) {
     }
     out.push(q.failures);
     out.push(flags);
+    out.extend_from_slice(&q.browser);
     put(out, &q.client_id, 1);
     put(out, &q.redirect_uri, 2);
     put(out, &q.scope, 2);
@@ -318,6 +322,7 @@ fn decode_request(r: &mut Reader) -> Option<PendingAuthorization> {
     if flags & !F_KNOWN != 0 {
         return None;
     }
+    let browser: Binding = r.take(16)?.try_into().ok()?;
     let client_id = r.string(1)?;
     let redirect_uri = r.string(2)?;
     let scope = r.string(2)?;
@@ -349,6 +354,7 @@ fn decode_request(r: &mut Reader) -> Option<PendingAuthorization> {
         state,
         challenge,
         failures,
+        browser,
     })
 }
 
@@ -376,6 +382,7 @@ mod tests {
                 _ => Some((pkce::Method::Plain, "y".repeat(128))),
             },
             failures: n,
+            browser: [n; 16],
         }
     }
 

@@ -74,19 +74,42 @@ fn redirect_params(r: &Resp, fragment: bool) -> HashMap<String, String> {
         .collect()
 }
 
+/// A browser, as far as /authorize needs one: it keeps the cookie it is given.
 struct Flow<'a> {
     base: &'a str,
+    cookie: std::cell::RefCell<Option<String>>,
 }
 
-impl Flow<'_> {
+impl<'a> Flow<'a> {
+    fn new(base: &'a str) -> Self {
+        Flow {
+            base,
+            cookie: Default::default(),
+        }
+    }
+    fn cookie_header(&self) -> Vec<(&'static str, String)> {
+        self.cookie
+            .borrow()
+            .iter()
+            .map(|c| ("cookie", c.clone()))
+            .collect()
+    }
     fn page(&self, params: &[(&str, &str)]) -> Resp {
-        get(
+        let cookie = self.cookie_header();
+        let headers: Vec<(&str, &str)> = cookie.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let r = get(
             &format!("{}/authorize?{}", self.base, form_encode(params)),
-            &[],
-        )
+            &headers,
+        );
+        if let Some(set) = r.header("set-cookie") {
+            *self.cookie.borrow_mut() = set.split(';').next().map(str::to_string);
+        }
+        r
     }
     fn submit(&self, form: &[(&str, &str)]) -> Resp {
-        post_form(&format!("{}/authorize", self.base), form, &[])
+        let cookie = self.cookie_header();
+        let headers: Vec<(&str, &str)> = cookie.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        post_form(&format!("{}/authorize", self.base), form, &headers)
     }
     fn approve(&self, page: &Resp) -> Resp {
         let t = form_token(page);
@@ -150,7 +173,7 @@ impl Flow<'_> {
 fn code_flow_with_pkce_replay_revokes_and_metadata() {
     let e = start(0, CB, "");
     let base = e.base_url("http");
-    let f = Flow { base: &base };
+    let f = Flow::new(&base);
     let page = f.code_page("st");
     assert_eq!(
         page.header("content-type"),
@@ -221,7 +244,7 @@ fn code_flow_with_pkce_replay_revokes_and_metadata() {
 fn implicit_flow_and_public_revocation() {
     let e = start(0, CB, "");
     let base = e.base_url("http");
-    let f = Flow { base: &base };
+    let f = Flow::new(&base);
     let page = f.page(&[
         ("response_type", "token"),
         ("client_id", "spa"),
@@ -259,7 +282,15 @@ fn implicit_flow_and_public_revocation() {
 fn every_error_branch() {
     let e = start(0, CB, "");
     let base = e.base_url("http");
-    let f = Flow { base: &base };
+    let f = Flow::new(&base);
+    // A form posted without the cookie of the browser that opened it (another
+    // site's form: SameSite=Lax keeps the cookie home): refused.
+    let page = f.code_page("st");
+    let set = page.header("set-cookie").unwrap();
+    assert!(set.contains("; HttpOnly; SameSite=Lax"), "{set}");
+    let r = Flow::new(&base).approve(&page);
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("another browser session"), "{}", r.body);
     // Unregistered redirect URI: an error page, never a redirect.
     let r = f.page(&[
         ("response_type", "code"),
@@ -353,7 +384,7 @@ fn every_error_branch() {
 fn an_expired_code_is_refused() {
     let e = start(0, CB, r#","code_lifetime_seconds":1"#);
     let base = e.base_url("http");
-    let f = Flow { base: &base };
+    let f = Flow::new(&base);
     let code = f.code();
     std::thread::sleep(std::time::Duration::from_millis(2100));
     let r = f.redeem(&code, Some(VERIFIER));
@@ -368,30 +399,16 @@ fn the_demo_has_a_public_client_with_a_working_login() {
     let e = Envoy::from_demo_config();
     let base = e.base_url("http");
     let ch = s256_challenge(VERIFIER);
-    let r = get(
-        &format!(
-            "{base}/authorize?{}",
-            form_encode(&[
-                ("response_type", "code"),
-                ("client_id", "demo-spa"),
-                ("redirect_uri", "http://127.0.0.1:8280/callback"),
-                ("code_challenge", &ch),
-                ("code_challenge_method", "S256"),
-            ])
-        ),
-        &[],
-    );
+    let f = Flow::new(&base);
+    let r = f.page(&[
+        ("response_type", "code"),
+        ("client_id", "demo-spa"),
+        ("redirect_uri", "http://127.0.0.1:8280/callback"),
+        ("code_challenge", &ch),
+        ("code_challenge_method", "S256"),
+    ]);
     assert_eq!(r.status, 200, "{}", r.body);
-    let r = post_form(
-        &format!("{base}/authorize"),
-        &[
-            ("form_token", &form_token(&r)),
-            ("username", "admin"),
-            ("password", "admin"),
-            ("action", "approve"),
-        ],
-        &[],
-    );
+    let r = f.approve(&r);
     assert_eq!(r.status, 303);
     let loc = r.header("location").unwrap().to_string();
     let code = pct_decode(

@@ -60,6 +60,8 @@ struct World {
     kv: MemoryKv,
     clock: ManualClock,
     creds: CredentialCache,
+    /// The browser's cookie jar: what `Set-Cookie` gave it (`name=value`).
+    cookie: Option<String>,
 }
 
 fn basic(id: &str, secret: &str) -> String {
@@ -140,6 +142,7 @@ impl World {
             cfg,
             clock: ManualClock::at(1_700_000_000),
             creds: CredentialCache::new([1; 32], 64),
+            cookie: None,
         }
     }
 
@@ -164,8 +167,13 @@ impl World {
                 query,
                 content_type: ct,
                 body: body.as_bytes(),
+                cookie: self.cookie.as_deref(),
+                https: false,
             },
         );
+        if let Some(set) = r.response.header_value("set-cookie") {
+            self.cookie = set.split(';').next().map(str::to_string);
+        }
         (r.response, r.outcome)
     }
 
@@ -1256,4 +1264,48 @@ fn a_flood_of_authorization_requests_does_not_expire_open_forms() {
     let (_, p, _) = redirect(&w.login(&page, "admin", "admin"));
     assert_eq!(p["state"], "mine");
     assert!(p.contains_key("access_token"));
+}
+
+#[test]
+fn a_form_is_bound_to_the_browser_that_opened_it() {
+    let mut w = World::new();
+    let open = |w: &mut World| {
+        w.get(&[
+            ("response_type", "token"),
+            ("client_id", "spa"),
+            ("redirect_uri", SPA_CB),
+        ])
+    };
+    let page = open(&mut w);
+    let set = page.header_value("set-cookie").unwrap().to_string();
+    assert!(set.starts_with("oauth2_browser="), "{set}");
+    assert!(
+        set.ends_with("; Path=/authorize; HttpOnly; SameSite=Lax"),
+        "{set}"
+    );
+    let mine = w.cookie.clone();
+    // The same browser keeps its id: no new cookie, and both forms work.
+    let second = open(&mut w);
+    assert!(second.header_value("set-cookie").is_none());
+    let r = w.login(&second, "admin", "admin");
+    assert!(redirect(&r).1.contains_key("access_token"));
+    // Posted without the cookie (another site's form, SameSite=Lax) or from
+    // another browser (the attacker's own form in the victim's): refused.
+    w.cookie = None;
+    let r = w.login(&page, "admin", "admin");
+    assert_eq!(r.status, 400);
+    assert!(html(&r).contains("another browser session"));
+    // The attacker opens a form in their own browser (a new cookie)...
+    let attackers = open(&mut w);
+    assert!(attackers.header_value("set-cookie").is_some());
+    // ...and makes the victim's browser post it.
+    w.cookie = mine;
+    let r = w.login(&attackers, "admin", "admin");
+    assert_eq!(r.status, 400);
+    assert!(html(&r).contains("another browser session"));
+    // A fresh form of this browser still works.
+    let page = open(&mut w);
+    assert!(redirect(&w.login(&page, "admin", "admin"))
+        .1
+        .contains_key("access_token"));
 }

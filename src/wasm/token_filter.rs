@@ -83,6 +83,9 @@ pub struct TokenHttp {
     endpoint: Option<Endpoint>,
     content_type: Option<String>,
     authorization: Option<String>,
+    /// `/authorize` only: the browser binding cookie and the scheme.
+    cookie: Option<String>,
+    https: bool,
     answered: bool,
 }
 
@@ -93,6 +96,8 @@ impl TokenHttp {
             endpoint: None,
             content_type: None,
             authorization: None,
+            cookie: None,
+            https: false,
             answered: false,
         }
     }
@@ -126,6 +131,8 @@ impl TokenHttp {
                         query: "",
                         content_type,
                         body,
+                        cookie: self.cookie.as_deref(),
+                        https: self.https,
                     };
                     let result = handle_authorize(cfg, env, &req);
                     record_authorize(&result);
@@ -159,6 +166,13 @@ impl TokenShared {
         };
         Some(f(&self.cfg, &mut env))
     }
+}
+
+/// What `/authorize` needs beyond the form: the `Cookie` header and whether the
+/// request came over HTTPS.
+fn authorize_context() -> (Option<String>, bool) {
+    let https = host::request_header(":scheme").as_deref() == Some(b"https");
+    (host::request_header_str("cookie"), https)
 }
 
 fn record(result: &EndpointResult) {
@@ -200,12 +214,15 @@ impl TokenHttp {
     /// `/authorize` with any method but POST: answered from the headers alone.
     fn serve_authorize(&mut self, method: &str, query: &str) -> Action {
         let shared = self.shared.clone();
+        let (cookie, https) = authorize_context();
         let answer = shared.with_env(|cfg, env| {
             let req = AuthorizeRequest {
                 method,
                 query,
                 content_type: None,
                 body: &[],
+                cookie: cookie.as_deref(),
+                https,
             };
             let result = handle_authorize(cfg, env, &req);
             record_authorize(&result);
@@ -274,6 +291,9 @@ impl HttpContext for TokenHttp {
         }
         self.content_type = host::request_header_str("content-type");
         self.authorization = host::request_header_str("authorization");
+        if self.endpoint == Some(Endpoint::Authorize) {
+            (self.cookie, self.https) = authorize_context();
+        }
         if end_of_stream {
             return self.handle(&[]);
         }
