@@ -625,6 +625,13 @@ mod tests {
         }
     }
 
+    /// A store over `kv` with its keys made, as configuration does.
+    fn created(kv: &MemoryKv) -> GrantStore<'_> {
+        let store = GrantStore::new(kv, &HostRandomness, LAYOUT);
+        store.ensure_created().unwrap();
+        store
+    }
+
     fn parsed(t: &str) -> ParsedToken {
         token::parse(t).unwrap()
     }
@@ -642,8 +649,7 @@ mod tests {
     #[test]
     fn issued_tokens_are_found_by_kind_and_nothing_else_is() {
         let kv = MemoryKv::default();
-        let mut store = GrantStore::new(&kv, &HostRandomness, LAYOUT);
-        store.ensure_created().unwrap();
+        let mut store = created(&kv);
         let t = store.issue(&user_grant("c1"), 1000).unwrap();
         let access = parsed(&t.access_token);
         let refresh = parsed(t.refresh_token.as_deref().unwrap());
@@ -661,8 +667,7 @@ mod tests {
     #[test]
     fn the_store_keeps_only_hashes() {
         let kv = MemoryKv::default();
-        let mut store = GrantStore::new(&kv, &HostRandomness, LAYOUT);
-        store.ensure_created().unwrap();
+        let mut store = created(&kv);
         let t = store.issue(&user_grant("c1"), 1000).unwrap();
         let b = parsed(&t.access_token).bucket;
         let raw = kv.get(&bucket_key(b)).value.unwrap();
@@ -682,8 +687,7 @@ mod tests {
     #[test]
     fn refresh_rotates_once_and_kills_the_old_access_token() {
         let kv = MemoryKv::default();
-        let mut store = GrantStore::new(&kv, &HostRandomness, LAYOUT);
-        store.ensure_created().unwrap();
+        let mut store = created(&kv);
         let life = Lifetimes {
             access: 3600,
             refresh: Some(86400),
@@ -722,8 +726,7 @@ mod tests {
     #[test]
     fn replaying_a_used_refresh_token_revokes_the_whole_grant() {
         let kv = MemoryKv::default();
-        let mut store = GrantStore::new(&kv, &HostRandomness, LAYOUT);
-        store.ensure_created().unwrap();
+        let mut store = created(&kv);
         let life = Lifetimes {
             access: 3600,
             refresh: Some(86400),
@@ -746,8 +749,7 @@ mod tests {
     #[test]
     fn replaying_any_older_refresh_token_of_the_chain_revokes_the_grant() {
         let kv = MemoryKv::default();
-        let mut store = GrantStore::new(&kv, &HostRandomness, LAYOUT);
-        store.ensure_created().unwrap();
+        let mut store = created(&kv);
         let life = Lifetimes {
             access: 3600,
             refresh: Some(86400),
@@ -800,8 +802,7 @@ mod tests {
     #[test]
     fn an_expired_current_refresh_token_is_refused_without_revoking() {
         let kv = MemoryKv::default();
-        let mut store = GrantStore::new(&kv, &HostRandomness, LAYOUT);
-        store.ensure_created().unwrap();
+        let mut store = created(&kv);
         let req = GrantRequest {
             lifetimes: Lifetimes {
                 access: 3600,
@@ -823,8 +824,7 @@ mod tests {
     #[test]
     fn revoking_either_token_revokes_both_for_the_owner_only() {
         let kv = MemoryKv::default();
-        let mut store = GrantStore::new(&kv, &HostRandomness, LAYOUT);
-        store.ensure_created().unwrap();
+        let mut store = created(&kv);
         let t = store.issue(&user_grant("c1"), 1000).unwrap();
         let access = parsed(&t.access_token);
         let refresh = parsed(t.refresh_token.as_deref().unwrap());

@@ -88,6 +88,29 @@ dynamic_resources:
     (Envoy::start(&bootstrap, 2), dir)
 }
 
+/// Waits until a client_credentials request by `id` gets `status` (the updated
+/// listener is in force) and returns that listener's base URL.
+fn once_in_force(e: &Envoy, id: &str, secret: &str, status: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let base = format!("http://127.0.0.1:{}", http_port(e));
+        let r = post_form(
+            &format!("{base}/token"),
+            &[("grant_type", "client_credentials")],
+            &[("authorization", &basic_auth(id, secret))],
+        );
+        if r.status == status {
+            return base;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new configuration never took effect:\n{}",
+            e.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn http_port(e: &Envoy) -> u16 {
     let v = get(&format!("{}/listeners?format=json", e.admin_url()), &[]).json();
     v["listener_statuses"]
@@ -131,24 +154,7 @@ fn tokens_survive_a_listener_update_with_a_changed_plugin_configuration() {
     );
     let updates = e.stat("listener_manager.lds.update_success").unwrap_or(0);
     write_lds(&dir, &listener(&two_clients));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let base = loop {
-        let base = format!("http://127.0.0.1:{}", http_port(&e));
-        let r = post_form(
-            &format!("{base}/token"),
-            &[("grant_type", "client_credentials")],
-            &[("authorization", &basic_auth("c2", "s2"))],
-        );
-        if r.status == 200 {
-            break base;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the new configuration never took effect:\n{}",
-            e.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let base = once_in_force(&e, "c2", "s2", 200);
     assert!(e.stat("listener_manager.lds.update_success").unwrap_or(0) > updates);
     // The new realm is in force...
     let r = post_form(
@@ -239,24 +245,7 @@ fn revoked_clients_end_every_token_of_a_client_on_a_listener_update() {
         client("fine", "s2")
     );
     write_lds(&dir, &listener(&after));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let base = loop {
-        let base = format!("http://127.0.0.1:{}", http_port(&e));
-        let r = post_form(
-            &format!("{base}/token"),
-            &cc,
-            &[("authorization", &basic_auth("leaked", "s1"))],
-        );
-        if r.status == 401 {
-            break base;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the new configuration never took effect:\n{}",
-            e.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let base = once_in_force(&e, "leaked", "s1", 401);
     for _ in 0..20 {
         assert_eq!(api(&base, &leaked_app), 401);
         assert_eq!(api(&base, &leaked_user), 401);
