@@ -8,8 +8,8 @@
 mod common;
 
 use common::*;
-use envoy_oauth2::pkce::s256_challenge;
-use envoy_oauth2::secret_hash::hash_secret;
+use envoy_oauth2::authn::secret_hash::hash_secret;
+use envoy_oauth2::oauth::pkce::s256_challenge;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -289,7 +289,7 @@ fn sign_in_and_approve_in_headless_chromium() {
         .map(|(k, v)| {
             (
                 k.to_string(),
-                envoy_oauth2::form::decode_component(v.as_bytes()).unwrap(),
+                envoy_oauth2::oauth::form::decode_component(v.as_bytes()).unwrap(),
             )
         })
         .collect();

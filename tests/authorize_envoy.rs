@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use envoy_oauth2::pkce::s256_challenge;
-use envoy_oauth2::secret_hash::hash_secret;
+use envoy_oauth2::authn::secret_hash::hash_secret;
+use envoy_oauth2::oauth::pkce::s256_challenge;
 use std::collections::HashMap;
 
 const CB: &str = "http://127.0.0.1:9/cb";
@@ -49,7 +49,7 @@ fn form_token(r: &Resp) -> String {
 }
 
 fn pct_decode(s: &str) -> String {
-    envoy_oauth2::form::decode_component(s.as_bytes()).unwrap()
+    envoy_oauth2::oauth::form::decode_component(s.as_bytes()).unwrap()
 }
 
 /// The parameters a redirect carries (query, or fragment when `fragment`).

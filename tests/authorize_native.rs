@@ -4,21 +4,21 @@
 
 use std::collections::HashMap;
 
-use envoy_oauth2::authorize::{handle_authorize, AuthorizeOutcome, AuthorizeRequest};
+use envoy_oauth2::authn::credential_cache::CredentialCache;
+use envoy_oauth2::authn::secret_hash::hash_secret;
 use envoy_oauth2::config::TokenConfig;
-use envoy_oauth2::credential_cache::CredentialCache;
-use envoy_oauth2::form::decode_component;
-use envoy_oauth2::grant_store::GrantStore;
-use envoy_oauth2::host::memory::{ManualClock, MemoryKv};
-use envoy_oauth2::host::HostRandomness;
-use envoy_oauth2::introspection::handle_introspect;
-use envoy_oauth2::pkce::s256_challenge;
-use envoy_oauth2::response::Response;
-use envoy_oauth2::secret_hash::hash_secret;
-use envoy_oauth2::token;
-use envoy_oauth2::token_endpoint::{
+use envoy_oauth2::endpoint::authorize::{handle_authorize, AuthorizeOutcome, AuthorizeRequest};
+use envoy_oauth2::endpoint::introspect::handle_introspect;
+use envoy_oauth2::endpoint::token::{
     create_shared_keys, handle_revoke, handle_token, EndpointRequest, ServiceEnv,
 };
+use envoy_oauth2::host::memory::{ManualClock, MemoryKv};
+use envoy_oauth2::host::HostRandomness;
+use envoy_oauth2::oauth::form::decode_component;
+use envoy_oauth2::oauth::pkce::s256_challenge;
+use envoy_oauth2::oauth::response::Response;
+use envoy_oauth2::store::GrantStore;
+use envoy_oauth2::token;
 use serde_json::Value;
 
 const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
@@ -73,7 +73,7 @@ fn basic(id: &str, secret: &str) -> String {
 }
 
 fn enc(s: &str) -> String {
-    envoy_oauth2::authorize::url_encode(s)
+    envoy_oauth2::endpoint::authorize::url_encode(s)
 }
 
 fn qs(pairs: &[(&str, &str)]) -> String {
@@ -1055,7 +1055,7 @@ fn metadata_lists_the_authorization_endpoint() {
         3,
         r#","issuer": "https://auth.example", "paths": {"authorize": "/oauth2/authorize"}"#,
     ));
-    let r = envoy_oauth2::metadata::metadata(&w.cfg, "http", "x");
+    let r = envoy_oauth2::endpoint::metadata::metadata(&w.cfg, "http", "x");
     let v = json(&r);
     assert_eq!(
         v["authorization_endpoint"],
@@ -1097,7 +1097,9 @@ fn metadata_lists_the_authorization_endpoint() {
 fn authorization_responses_name_the_configured_issuer() {
     let issuer = "https://auth.example";
     let mut w = World::with(&config(3, &format!(r#","issuer": "{issuer}""#)));
-    let v = json(&envoy_oauth2::metadata::metadata(&w.cfg, "http", "x"));
+    let v = json(&envoy_oauth2::endpoint::metadata::metadata(
+        &w.cfg, "http", "x",
+    ));
     assert_eq!(v["authorization_response_iss_parameter_supported"], true);
     // RFC 9207 §2: `iss` in success and error responses, query and fragment alike.
     let page = w.get(&[
@@ -1121,7 +1123,9 @@ fn authorization_responses_name_the_configured_issuer() {
     );
     // Without a configured issuer there is none to name, and metadata says so.
     let mut w = World::new();
-    let v = json(&envoy_oauth2::metadata::metadata(&w.cfg, "http", "x"));
+    let v = json(&envoy_oauth2::endpoint::metadata::metadata(
+        &w.cfg, "http", "x",
+    ));
     assert_eq!(v["authorization_response_iss_parameter_supported"], false);
     let (_, p, _) = redirect(&w.get(&[
         ("response_type", "code"),

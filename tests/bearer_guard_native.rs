@@ -1,11 +1,11 @@
 //! The bearer guard's decisions, natively: rules, RFC 6750 answers, the
 //! validation cache and both revocation modes against the in-memory store.
 
-use envoy_oauth2::bearer_guard::{CacheUse, Decision, Guard, GuardRequest, Reason, Verdict};
-use envoy_oauth2::grant_store::{GrantRequest, GrantStore, IssuedTokens, Lifetimes, StoreLayout};
-use envoy_oauth2::guard_config::GuardConfig;
+use envoy_oauth2::config::guard::GuardConfig;
+use envoy_oauth2::guard::bearer::{CacheUse, Decision, Guard, GuardRequest, Reason, Verdict};
 use envoy_oauth2::host::memory::MemoryKv;
 use envoy_oauth2::host::HostRandomness;
+use envoy_oauth2::store::{GrantRequest, GrantStore, IssuedTokens, Lifetimes, StoreLayout};
 use envoy_oauth2::token;
 
 const LAYOUT: StoreLayout = StoreLayout {

@@ -5,9 +5,9 @@
 mod common;
 
 use common::*;
+use envoy_oauth2::authn::secret_hash::hash_secret;
+use envoy_oauth2::config::guard::GuardConfig;
 use envoy_oauth2::config::TokenConfig;
-use envoy_oauth2::guard_config::GuardConfig;
-use envoy_oauth2::secret_hash::hash_secret;
 
 const PLACEHOLDER_HASH: &str =
     "$pbkdf2-sha256$i=600000$REPLACE+WITH+make+hash+secret$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";

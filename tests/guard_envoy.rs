@@ -11,8 +11,8 @@
 mod common;
 
 use common::*;
+use envoy_oauth2::authn::secret_hash::hash_secret;
 use envoy_oauth2::host::HostRandomness;
-use envoy_oauth2::secret_hash::hash_secret;
 use envoy_oauth2::token;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

@@ -13,19 +13,19 @@ use base64::Engine;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
-use envoy_oauth2::basic_auth::{self, BasicCredentials, BasicError};
-use envoy_oauth2::bucket::Bucket;
+use envoy_oauth2::config::guard::GuardConfig;
 use envoy_oauth2::config::TokenConfig;
-use envoy_oauth2::form::{decode_component, Form};
-use envoy_oauth2::grant::{Grant, RefreshState};
-use envoy_oauth2::grant_store::{
+use envoy_oauth2::endpoint::authorize::pending;
+use envoy_oauth2::host::memory::{ManualClock, MemoryKv};
+use envoy_oauth2::host::{Clock, KvStore, RandomUnavailable, Randomness};
+use envoy_oauth2::oauth::basic_auth::{self, BasicCredentials, BasicError};
+use envoy_oauth2::oauth::form::{decode_component, Form};
+use envoy_oauth2::store::bucket::Bucket;
+use envoy_oauth2::store::grant::{Grant, RefreshState};
+use envoy_oauth2::store::{
     bucket_key, run_txn, BucketTxn, GrantRequest, GrantStore, Lifetimes, RefreshError, Step,
     StoreError, StoreLayout, TxnReport, REVOCATION_SHARDS,
 };
-use envoy_oauth2::guard_config::GuardConfig;
-use envoy_oauth2::host::memory::{ManualClock, MemoryKv};
-use envoy_oauth2::host::{Clock, KvStore, RandomUnavailable, Randomness};
-use envoy_oauth2::pending_authorization;
 use envoy_oauth2::token::{self, ParsedToken, TokenHash, TokenKind, GRANT_ID_BYTES};
 
 // ---------------------------------------------------------------------------------------
@@ -615,10 +615,10 @@ proptest! {
     #[test]
     fn login_form_tokens_that_were_not_sealed_here_are_refused(s in any::<String>(), raw in proptest::collection::vec(any::<u8>(), 0..600)) {
         let kv = MemoryKv::default();
-        envoy_oauth2::token_endpoint::create_shared_keys(&kv, &envoy_oauth2::host::HostRandomness, &TokenConfig::parse(br#"{"clients":[{"client_id":"c","public":true,"grant_types":["implicit"],"redirect_uris":["https://a/cb"],"scopes":["default"]}]}"#).unwrap()).unwrap();
+        envoy_oauth2::endpoint::token::create_shared_keys(&kv, &envoy_oauth2::host::HostRandomness, &TokenConfig::parse(br#"{"clients":[{"client_id":"c","public":true,"grant_types":["implicit"],"redirect_uris":["https://a/cb"],"scopes":["default"]}]}"#).unwrap()).unwrap();
         let before = kv.total_value_bytes();
         for text in [s, URL_SAFE_NO_PAD.encode(&raw)] {
-            prop_assert_eq!(pending_authorization::take(&kv, &text, 1_700_000_000).unwrap(), None);
+            prop_assert_eq!(pending::take(&kv, &text, 1_700_000_000).unwrap(), None);
         }
         prop_assert_eq!(kv.total_value_bytes(), before);
     }

@@ -2,15 +2,15 @@
 //! /token and /revoke against the in-memory store with Envoy's CAS semantics.
 
 use base64::Engine;
+use envoy_oauth2::authn::credential_cache::CredentialCache;
+use envoy_oauth2::authn::secret_hash::hash_secret;
 use envoy_oauth2::config::TokenConfig;
-use envoy_oauth2::credential_cache::CredentialCache;
-use envoy_oauth2::host::memory::{ManualClock, MemoryKv};
-use envoy_oauth2::host::HostRandomness;
-use envoy_oauth2::response::Response;
-use envoy_oauth2::secret_hash::hash_secret;
-use envoy_oauth2::token_endpoint::{
+use envoy_oauth2::endpoint::token::{
     create_shared_keys, handle_revoke, handle_token, EndpointRequest, ServiceEnv,
 };
+use envoy_oauth2::host::memory::{ManualClock, MemoryKv};
+use envoy_oauth2::host::HostRandomness;
+use envoy_oauth2::oauth::response::Response;
 use serde_json::Value;
 
 const C1: &str = "IZsIi6HDbB5e8VKdZAnUi_fZ3f8a";
@@ -82,7 +82,7 @@ impl World {
         let r = match path {
             "/token" => handle_token(&self.cfg, &mut env, &req),
             "/introspect" => {
-                envoy_oauth2::introspection::handle_introspect(&self.cfg, &mut env, &req)
+                envoy_oauth2::endpoint::introspect::handle_introspect(&self.cfg, &mut env, &req)
             }
             _ => handle_revoke(&self.cfg, &mut env, &req),
         };
@@ -603,7 +603,7 @@ fn a_resource_server_client_introspects_every_clients_tokens() {
 #[test]
 fn metadata_is_derived_from_the_configuration() {
     let w = World::new();
-    let r = envoy_oauth2::metadata::metadata(&w.cfg, "http", "ignored:1");
+    let r = envoy_oauth2::endpoint::metadata::metadata(&w.cfg, "http", "ignored:1");
     let v = json(&r);
     assert_eq!(v["issuer"], "https://auth.example");
     assert_eq!(v["token_endpoint"], "https://auth.example/token");
@@ -628,7 +628,7 @@ fn metadata_is_derived_from_the_configuration() {
     let mut cfg = w.cfg.clone();
     cfg.issuer = None;
     cfg.paths.token = "/oauth2/token".into();
-    let v = json(&envoy_oauth2::metadata::metadata(
+    let v = json(&envoy_oauth2::endpoint::metadata::metadata(
         &cfg,
         "https",
         "gw.example:8443\"><",

@@ -1,7 +1,7 @@
 //! The `Authorization` header: arbitrary header text and arbitrary decoded credentials.
 #![no_main]
 use base64::Engine;
-use envoy_oauth2::basic_auth::{parse, BasicError};
+use envoy_oauth2::oauth::basic_auth::{parse, BasicError};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! Stored records (shared-data values): `Bucket::decode` and `Bucket::decode_one`.
 //! The first 11 bytes are the grant id to look up, the rest the stored value.
 #![no_main]
-use envoy_oauth2::bucket::Bucket;
+use envoy_oauth2::store::bucket::Bucket;
 use envoy_oauth2::token::GRANT_ID_BYTES;
 use libfuzzer_sys::fuzz_target;
 

@@ -1,6 +1,6 @@
 //! Request bodies of /token and /revoke: `Form::parse` and `decode_component`.
 #![no_main]
-use envoy_oauth2::form::{decode_component, Form};
+use envoy_oauth2::oauth::form::{decode_component, Form};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

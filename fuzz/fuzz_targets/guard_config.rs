@@ -1,6 +1,6 @@
 //! The bearer guard's plugin configuration (JSON).
 #![no_main]
-use envoy_oauth2::guard_config::GuardConfig;
+use envoy_oauth2::config::guard::GuardConfig;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

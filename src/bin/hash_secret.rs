@@ -5,8 +5,10 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
+use envoy_oauth2::authn::secret_hash::{
+    hash_secret, DEFAULT_ITERATIONS, MAX_ITERATIONS, MIN_ITERATIONS,
+};
 use envoy_oauth2::host::{HostRandomness, Randomness};
-use envoy_oauth2::secret_hash::{hash_secret, DEFAULT_ITERATIONS, MAX_ITERATIONS, MIN_ITERATIONS};
 
 fn main() {
     let mut iterations = DEFAULT_ITERATIONS;

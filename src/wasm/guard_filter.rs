@@ -9,9 +9,9 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use super::host::{self, HostClock, SharedDataKv};
-use crate::bearer_guard::{path_without_query_token, CacheUse, Guard, GuardRequest, Verdict};
+use crate::config::guard::GuardConfig;
 use crate::config::ConfigError;
-use crate::guard_config::GuardConfig;
+use crate::guard::bearer::{path_without_query_token, CacheUse, Guard, GuardRequest, Verdict};
 use crate::host::Clock;
 
 pub fn configure(bytes: &[u8]) -> Result<Rc<RefCell<Guard>>, ConfigError> {

@@ -13,7 +13,7 @@ use proxy_wasm::types::{ContextType, LogLevel};
 
 use std::cell::RefCell;
 
-use crate::bearer_guard::Guard;
+use crate::guard::bearer::Guard;
 use guard_filter::GuardHttp;
 use token_filter::{TokenHttp, TokenShared};
 

@@ -10,19 +10,19 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use super::host::{self, HostClock, SharedDataKv};
-use crate::authorize::{handle_authorize, AuthorizeRequest, AuthorizeResult};
-use crate::client_revocation;
+use crate::authn::credential_cache::CredentialCache;
 use crate::config::{ConfigError, TokenConfig, METADATA_PATH};
-use crate::credential_cache::CredentialCache;
-use crate::grant_store::TxnReport;
-use crate::host::{Clock, HostRandomness, Randomness};
-use crate::introspection::handle_introspect;
-use crate::metadata::metadata;
-use crate::response::Response;
-use crate::token_endpoint::{
+use crate::endpoint::authorize::{handle_authorize, AuthorizeRequest, AuthorizeResult};
+use crate::endpoint::introspect::handle_introspect;
+use crate::endpoint::metadata::metadata;
+use crate::endpoint::token::{
     create_shared_keys, handle_revoke, handle_token, method_not_allowed, payload_too_large,
     EndpointRequest, EndpointResult, Outcome, ServiceEnv,
 };
+use crate::host::{Clock, HostRandomness, Randomness};
+use crate::oauth::response::Response;
+use crate::store::client_revocation;
+use crate::store::TxnReport;
 
 pub struct TokenShared {
     cfg: TokenConfig,

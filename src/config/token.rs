@@ -5,10 +5,10 @@
 use serde::Deserialize;
 use std::collections::HashSet;
 
-use crate::grant_store::{StoreLayout, MAX_BUCKETS, MAX_GRANTS_PER_BUCKET};
-use crate::scope;
-use crate::secret_hash::SecretHash;
-use crate::throttle::ThrottlePolicy;
+use crate::authn::secret_hash::SecretHash;
+use crate::authn::throttle::ThrottlePolicy;
+use crate::oauth::scope;
+use crate::store::{StoreLayout, MAX_BUCKETS, MAX_GRANTS_PER_BUCKET};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -791,7 +791,7 @@ fn unsafe_redirect(uri: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret_hash::hash_secret;
+    use crate::authn::secret_hash::hash_secret;
 
     pub fn sample(extra_client: &str) -> String {
         let h = hash_secret(b"secret", b"saltsaltsalt", 10_000);

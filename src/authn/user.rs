@@ -1,9 +1,9 @@
 //! Resource-owner authentication (password grant and the login page), shaped so
 //! that timing does not reveal which usernames exist.
 
+use crate::authn::credential_cache::CredentialCache;
+use crate::authn::secret_hash::SecretHash;
 use crate::config::{TokenConfig, User};
-use crate::credential_cache::CredentialCache;
-use crate::secret_hash::SecretHash;
 
 /// The configured user with this name and password, if any. An unknown name
 /// costs one slow hash too, at the highest work factor configured: exactly a
@@ -36,7 +36,7 @@ pub fn costliest<'h>(hashes: impl Iterator<Item = &'h SecretHash>) -> Option<&'h
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret_hash::hash_secret;
+    use crate::authn::secret_hash::hash_secret;
 
     #[test]
     fn the_decoy_is_the_costliest_hash() {

@@ -7,134 +7,22 @@
 //! The number of keys is `buckets + 257` whatever the traffic: shared data has
 //! no delete, so dead grants are reclaimed inside their bucket on every write.
 //!
-//! Every change is a [`BucketTxn`]: a pure function of the bucket's current
-//! content. [`run_txn`] drives it against a synchronous store with a bounded CAS
-//! retry; a remote store with asynchronous reads (an HTTP callout while the
-//! request is paused) can drive the same transactions: read, `apply`, write with
-//! the CAS it read, and on a conflict read again.
+//! Every change runs as a pure transaction (`txn`), and the transactions of
+//! this file and `codes` are what the store can do to a grant.
 
-use crate::bucket::{Bucket, Corrupt};
-use crate::grant::{Grant, RefreshState};
-use crate::host::{KvStore, RandomUnavailable, Randomness, WriteError};
-use crate::refresh_grace::DerivedSecret;
-use crate::scope;
-use crate::server_key::{self, ServerKey};
+use crate::host::{KvStore, Randomness, WriteError};
+use crate::oauth::scope;
+use crate::store::bucket::{Bucket, Corrupt};
+use crate::store::grant::{Grant, RefreshState};
+use crate::store::keys::{bucket_key, revocation_key};
+use crate::store::refresh_grace::DerivedSecret;
+use crate::store::server_key::{self, ServerKey};
+use crate::store::txn::{run_txn, BucketTxn, Step, StoreError, TxnReport, CAS_RETRIES};
+use crate::store::{StoreLayout, MAX_BUCKETS, REVOCATION_SHARDS};
 use crate::token::{self, MintedToken, ParsedToken, TokenHash, TokenKind};
 
-// Authorization codes: transactions on the same grant records (a child module,
-// so it shares the store's private helpers).
-mod codes;
-pub use codes::{CodeBinding, CodeRedemption, RedeemError, CODE_INVALID};
-
-/// Tokens name their bucket in 4 bytes; the store never reads beyond this.
-pub const MAX_BUCKETS: u32 = 1 << 20;
-pub const MAX_GRANTS_PER_BUCKET: u16 = 1024;
-pub const REVOCATION_SHARDS: u32 = 256;
-/// Bounded retries on a CAS conflict before giving up with `Contended`.
-pub const CAS_RETRIES: usize = 32;
 /// How many random buckets an issuance tries before the store counts as full.
-const PLACEMENT_TRIES: usize = 4;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoreLayout {
-    pub buckets: u32,
-    pub grants_per_bucket: u16,
-}
-
-impl StoreLayout {
-    pub fn capacity(&self) -> u64 {
-        self.buckets as u64 * self.grants_per_bucket as u64
-    }
-}
-
-pub fn bucket_key(bucket: u32) -> String {
-    format!("oauth2/g/{bucket}")
-}
-
-pub fn revocation_key(bucket: u32) -> String {
-    format!("oauth2/rev/{}", bucket % REVOCATION_SHARDS)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreError {
-    /// CAS conflicts did not settle within the retry bound.
-    Contended,
-    /// Every bucket tried holds `grants_per_bucket` live grants.
-    Full,
-    /// The host refused a write or randomness.
-    Unavailable,
-}
-
-impl From<RandomUnavailable> for StoreError {
-    fn from(_: RandomUnavailable) -> Self {
-        StoreError::Unavailable
-    }
-}
-
-/// What a transaction decided after looking at the bucket.
-pub enum Step<T> {
-    /// Persist the (changed) bucket, then return `T`.
-    Write(T),
-    /// Nothing to persist.
-    Done(T),
-}
-
-pub trait BucketTxn {
-    type Output;
-    /// Called with live grants only (dead ones already reclaimed), perhaps more
-    /// than once when a CAS conflict forces a retry: it must not keep state
-    /// between calls beyond what it returns.
-    fn apply(&mut self, bucket: &mut Bucket, now: u64) -> Step<Self::Output>;
-}
-
-/// Counts of things the store noticed, for stats.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct TxnReport {
-    pub cas_retries: u32,
-    pub corrupt_values: u32,
-    pub reclaimed: u32,
-    /// Issuances refused because every bucket tried was full.
-    pub full: u32,
-    /// Grants revoked because a used refresh token came back (RFC 9700 §4.14.2).
-    pub refresh_reuse_revoked: u32,
-    /// Grants revoked because a redeemed authorization code came back (RFC 6749 §4.1.2).
-    pub code_replay_revoked: u32,
-}
-
-/// Runs `txn` on one bucket with bounded CAS retries.
-pub fn run_txn<T: BucketTxn>(
-    kv: &dyn KvStore,
-    bucket: u32,
-    txn: &mut T,
-    now: u64,
-    report: &mut TxnReport,
-) -> Result<T::Output, StoreError> {
-    let key = bucket_key(bucket);
-    for _ in 0..CAS_RETRIES {
-        let current = kv.get(&key);
-        let mut b = match Bucket::decode(current.value.as_deref().unwrap_or(&[])) {
-            Ok(b) => b,
-            Err(_) => {
-                // Unreadable data is treated as absent (and counted), never trusted.
-                report.corrupt_values += 1;
-                Bucket::default()
-            }
-        };
-        report.reclaimed += b.reclaim(now) as u32;
-        match txn.apply(&mut b, now) {
-            Step::Done(out) => return Ok(out),
-            Step::Write(out) => {
-                report.reclaimed += b.reclaim(now) as u32;
-                match kv.set(&key, &b.encode(), current.cas) {
-                    Ok(()) => return Ok(out),
-                    Err(WriteError::CasMismatch) => report.cas_retries += 1,
-                    Err(WriteError::Failed) => return Err(StoreError::Unavailable),
-                }
-            }
-        }
-    }
-    Err(StoreError::Contended)
-}
+pub(super) const PLACEMENT_TRIES: usize = 4;
 
 /// Lifetimes of the tokens of one issuance, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,9 +67,9 @@ pub struct RevokedGrant {
 }
 
 pub struct GrantStore<'a> {
-    kv: &'a dyn KvStore,
-    rng: &'a dyn Randomness,
-    layout: StoreLayout,
+    pub(super) kv: &'a dyn KvStore,
+    pub(super) rng: &'a dyn Randomness,
+    pub(super) layout: StoreLayout,
     pub report: TxnReport,
 }
 
@@ -224,7 +112,7 @@ impl<'a> GrantStore<'a> {
     }
 
     /// The store's key, which refresh tokens need; created by `ensure_created`.
-    fn key(&self) -> Result<ServerKey, StoreError> {
+    pub(super) fn key(&self) -> Result<ServerKey, StoreError> {
         server_key::read_key(self.kv).ok_or(StoreError::Unavailable)
     }
 
@@ -424,7 +312,7 @@ impl<'a> GrantStore<'a> {
 
     /// Best effort with bounded retries: the revocation itself already happened;
     /// if this fails, caches in `immediate` mode fall back to their TTL.
-    fn bump_revocation(&mut self, bucket: u32) {
+    pub(super) fn bump_revocation(&mut self, bucket: u32) {
         let key = revocation_key(bucket);
         for _ in 0..CAS_RETRIES {
             let cur = self.kv.get(&key);
@@ -449,9 +337,9 @@ pub fn read_generation(value: &Option<Vec<u8>>) -> u64 {
     }
 }
 
-struct Insert {
-    grant: Grant,
-    limit: usize,
+pub(super) struct Insert {
+    pub(super) grant: Grant,
+    pub(super) limit: usize,
 }
 
 impl BucketTxn for Insert {
@@ -607,6 +495,7 @@ mod tests {
     use super::*;
     use crate::host::memory::MemoryKv;
     use crate::host::HostRandomness;
+    use crate::store::*;
 
     const LAYOUT: StoreLayout = StoreLayout {
         buckets: 8,

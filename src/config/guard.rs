@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use crate::config::{check_header_text, parse_json, ConfigError};
-use crate::scope;
+use crate::oauth::scope;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -1,13 +1,13 @@
 //! Client authentication at the token endpoints (RFC 6749 §2.3.1): HTTP Basic
 //! or `client_id` + `client_secret` in the form, never both.
 
-use crate::basic_auth::{self, BasicError};
+use crate::authn::throttle::Subject;
+use crate::authn::user::costliest;
 use crate::config::{Client, TokenConfig};
-use crate::form::Form;
-use crate::oauth_error::{invalid_request, throttled, ErrorCode, OAuthError};
-use crate::throttle::Subject;
-use crate::token_endpoint::ServiceEnv;
-use crate::user_auth::costliest;
+use crate::endpoint::token::ServiceEnv;
+use crate::oauth::basic_auth::{self, BasicError};
+use crate::oauth::error::{invalid_request, throttled, ErrorCode, OAuthError};
+use crate::oauth::form::Form;
 
 const FAILED: &str = "client authentication failed";
 
@@ -96,12 +96,12 @@ pub fn authenticate<'c>(
     result
 }
 
-pub fn repeated(e: crate::form::FormError) -> OAuthError {
+pub fn repeated(e: crate::oauth::form::FormError) -> OAuthError {
     match e {
-        crate::form::FormError::Repeated(name) => {
+        crate::oauth::form::FormError::Repeated(name) => {
             invalid_request(format!("parameter `{name}` is repeated"))
         }
-        crate::form::FormError::Malformed(what) => {
+        crate::oauth::form::FormError::Malformed(what) => {
             invalid_request(format!("malformed form body: {what}"))
         }
     }

@@ -12,8 +12,8 @@
 
 use std::collections::BTreeSet;
 
-use crate::grant_store::{GrantStore, StoreError, StoreLayout, CAS_RETRIES};
 use crate::host::{KvStore, Randomness, WriteError};
+use crate::store::{GrantStore, StoreError, StoreLayout, CAS_RETRIES};
 
 pub const SWEPT_KEY: &str = "oauth2/revoked_clients";
 
@@ -70,9 +70,9 @@ fn decode(bytes: &[u8]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grant_store::{GrantRequest, Lifetimes};
     use crate::host::memory::MemoryKv;
     use crate::host::HostRandomness;
+    use crate::store::{GrantRequest, Lifetimes};
     use crate::token;
 
     const LAYOUT: StoreLayout = StoreLayout {

@@ -3,7 +3,7 @@
 //! revocation and reuse detection each rewrite this one record, so they are
 //! atomic under one CAS.
 
-use crate::pkce;
+use crate::oauth::pkce;
 use crate::token::{GrantId, TokenHash, TokenKind};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,8 +12,8 @@
 //! unchanged, and a decoder refuses flags it does not know (the bucket then
 //! reads as corrupt, never as something else).
 
-use crate::grant::{CodeState, Grant, RefreshState};
-use crate::pkce;
+use crate::oauth::pkce;
+use crate::store::grant::{CodeState, Grant, RefreshState};
 use crate::token::{GrantId, TokenHash, GRANT_ID_BYTES};
 
 const VERSION: u8 = 1;

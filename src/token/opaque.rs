@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::host::{RandomUnavailable, Randomness};
-use crate::server_key::{self, ServerKey};
+use crate::store::server_key::{self, ServerKey};
 
 pub const TOKEN_BYTES: usize = 48;
 pub const TOKEN_CHARS: usize = 64;

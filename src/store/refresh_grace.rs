@@ -8,7 +8,7 @@
 //! grace period (the default) secrets come straight from the CSPRNG.
 
 use crate::host::{RandomUnavailable, Randomness};
-use crate::server_key;
+use crate::store::server_key;
 use crate::token::TokenHash;
 
 /// Deterministic "randomness" for one rotation: each `label` (access, refresh)

@@ -1,7 +1,7 @@
 //! RFC 6749 §5.2 error answers: a JSON object with `error` and
 //! `error_description`, and the status code that goes with the error.
 
-use crate::response::Response;
+use crate::oauth::response::Response;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {

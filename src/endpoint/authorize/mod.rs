@@ -3,7 +3,7 @@
 //!
 //! `GET /authorize?response_type=code|token&client_id&redirect_uri&scope&state
 //! &code_challenge&code_challenge_method` checks the request, keeps it in the
-//! store under a one-time form token ([`crate::pending_authorization`]) and
+//! store under a one-time form token ([`crate::endpoint::authorize::pending`]) and
 //! shows the login page. `POST /authorize` (the page's form) consumes that
 //! token, checks the credentials and answers with a redirect to the client:
 //! a code in the query (`code`), or an access token in the fragment (`token`).
@@ -13,25 +13,29 @@
 //! redirect; every other error redirects back with `error`,
 //! `error_description` and `state`.
 
+pub mod browser_binding;
+pub mod login_page;
+pub mod pending;
+
 use subtle::ConstantTimeEq;
 
-use crate::browser_binding::BrowserId;
+use crate::authn::throttle::Subject;
+use crate::authn::user::authenticate_user;
 use crate::config::{Client, GrantType, TokenConfig};
-use crate::form::Form;
-use crate::grant_store::{
+use crate::endpoint::authorize::browser_binding::BrowserId;
+use crate::endpoint::authorize::login_page::{error_page, login_page, LoginView};
+use crate::endpoint::token::{store_error, ServiceEnv};
+use crate::oauth::error::{invalid_request, ErrorCode, OAuthError};
+use crate::oauth::form::Form;
+use crate::oauth::pkce;
+use crate::oauth::response::Response;
+use crate::oauth::scope;
+use crate::store::{
     CodeBinding, CodeRedemption, GrantRequest, GrantStore, IssuedTokens, Lifetimes, RedeemError,
     StoreError, TxnReport, CODE_INVALID,
 };
-use crate::login_page::{error_page, login_page, LoginView};
-use crate::oauth_error::{invalid_request, ErrorCode, OAuthError};
-use crate::pending_authorization::{self as pending, PendingAuthorization, ResponseType};
-use crate::pkce;
-use crate::response::Response;
-use crate::scope;
-use crate::throttle::Subject;
 use crate::token::{self, HandleKind};
-use crate::token_endpoint::{store_error, ServiceEnv};
-use crate::user_auth::authenticate_user;
+use pending::{PendingAuthorization, ResponseType};
 
 /// Failed logins one authorization request may have before it is refused.
 pub const MAX_FAILURES_PER_REQUEST: u8 = 5;

@@ -4,7 +4,7 @@
 //! no script, no external resource, no framing, never cached. Everything
 //! echoed is HTML-escaped.
 
-use crate::response::Response;
+use crate::oauth::response::Response;
 
 /// What the login page shows.
 pub struct LoginView<'a> {

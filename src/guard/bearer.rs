@@ -4,12 +4,12 @@
 
 use std::rc::Rc;
 
-use crate::grant_store::GrantStore;
-use crate::guard_config::{DefaultAction, GuardConfig, RevocationMode};
+use crate::config::guard::{DefaultAction, GuardConfig, RevocationMode};
+use crate::guard::cache::{Identity, ValidationCache};
 use crate::host::KvStore;
-use crate::response::Response;
+use crate::oauth::response::Response;
+use crate::store::GrantStore;
 use crate::token::{self, TokenKind};
-use crate::validation_cache::{Identity, ValidationCache};
 
 pub struct GuardRequest<'a> {
     pub method: &'a str,
@@ -336,7 +336,7 @@ fn query_token(query: &[u8]) -> Result<Option<String>, ()> {
             if found.is_some() {
                 return Err(());
             }
-            found = Some(crate::form::decode_component(v).map_err(|_| ())?);
+            found = Some(crate::oauth::form::decode_component(v).map_err(|_| ())?);
         }
     }
     Ok(found.filter(|t| !t.is_empty()))

@@ -5,7 +5,7 @@ use base64::alphabet::STANDARD;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 
-use crate::form::decode_component;
+use crate::oauth::form::decode_component;
 
 const LENIENT: GeneralPurpose = GeneralPurpose::new(
     &STANDARD,

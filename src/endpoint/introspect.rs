@@ -4,15 +4,15 @@
 
 use serde::Serialize;
 
-use crate::client_auth::{authenticate, repeated};
+use crate::authn::client::{authenticate, repeated};
 use crate::config::TokenConfig;
-use crate::grant_store::GrantStore;
-use crate::oauth_error::{invalid_request, OAuthError};
-use crate::response::Response;
-use crate::token::{self, TokenKind};
-use crate::token_endpoint::{
+use crate::endpoint::token::{
     failed, read_form, EndpointRequest, EndpointResult, Outcome, ServiceEnv,
 };
+use crate::oauth::error::{invalid_request, OAuthError};
+use crate::oauth::response::Response;
+use crate::store::GrantStore;
+use crate::token::{self, TokenKind};
 
 #[derive(Serialize)]
 struct Active<'a> {
@@ -55,8 +55,8 @@ fn introspect(
     let caller = authenticate(cfg, &form, req.authorization, env)?;
     // RFC 7662 §2.1 wants the caller authorized: an id alone is not enough.
     if caller.public {
-        return Err(crate::oauth_error::OAuthError::new(
-            crate::oauth_error::ErrorCode::InvalidClient,
+        return Err(crate::oauth::error::OAuthError::new(
+            crate::oauth::error::ErrorCode::InvalidClient,
             "a public client may not introspect tokens",
         ));
     }

@@ -16,11 +16,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use subtle::ConstantTimeEq;
 
-use crate::browser_binding::Binding;
-use crate::grant_store::{StoreError, CAS_RETRIES};
+use crate::endpoint::authorize::browser_binding::Binding;
 use crate::host::{KvStore, Randomness, WriteError};
-use crate::pkce;
-use crate::server_key::{self, ServerKey};
+use crate::oauth::pkce;
+use crate::store::server_key::{self, ServerKey};
+use crate::store::{StoreError, CAS_RETRIES};
 
 pub const PENDING_SLOTS: u32 = 1024;
 /// Used-token markers per slot (24 bytes each): 65,536 in all, 1.5 MiB at most.

@@ -4,20 +4,20 @@
 
 use serde::Serialize;
 
-use crate::client_auth::{authenticate, repeated};
+use crate::authn::client::{authenticate, repeated};
+use crate::authn::credential_cache::CredentialCache;
+use crate::authn::throttle::{Subject, ThrottlePolicy};
+use crate::authn::user::authenticate_user;
 use crate::config::{Client, ConfigError, GrantType, TokenConfig};
-use crate::credential_cache::CredentialCache;
-use crate::form::Form;
-use crate::grant_store::{
+use crate::host::{Clock, KvStore, Randomness};
+use crate::oauth::error::{invalid_request, throttled, ErrorCode, OAuthError};
+use crate::oauth::form::Form;
+use crate::oauth::response::Response;
+use crate::oauth::scope;
+use crate::store::{
     GrantRequest, GrantStore, IssuedTokens, Lifetimes, RefreshError, StoreError, TxnReport,
 };
-use crate::host::{Clock, KvStore, Randomness};
-use crate::oauth_error::{invalid_request, throttled, ErrorCode, OAuthError};
-use crate::response::Response;
-use crate::scope;
-use crate::throttle::{Subject, ThrottlePolicy};
 use crate::token;
-use crate::user_auth::authenticate_user;
 
 /// What the glue needs from one request.
 #[derive(Debug, Clone, Copy)]
@@ -82,7 +82,7 @@ pub fn create_shared_keys(
         field: "throttle".into(),
         message: "could not create the shared-data keys".into(),
     })?;
-    crate::pending_authorization::ensure_created(kv).map_err(|_| ConfigError {
+    crate::endpoint::authorize::pending::ensure_created(kv).map_err(|_| ConfigError {
         field: "(store)".into(),
         message: "could not create the shared-data keys of pending authorizations".into(),
     })?;
@@ -215,7 +215,9 @@ fn token_inner(
         )
     })?;
     let issued = match grant_type {
-        GrantType::AuthorizationCode => crate::authorize::exchange_code(client, &form, store, now)?,
+        GrantType::AuthorizationCode => {
+            crate::endpoint::authorize::exchange_code(client, &form, store, now)?
+        }
         // `from_param` never yields it: implicit is a response_type at /authorize.
         GrantType::Implicit => {
             return Err(OAuthError::new(

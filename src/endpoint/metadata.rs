@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::config::{GrantType, TokenConfig};
-use crate::response::Response;
+use crate::oauth::response::Response;
 
 /// `scheme` and `host` of the request name the issuer when none is configured.
 pub fn metadata(cfg: &TokenConfig, scheme: &str, host: &str) -> Response {

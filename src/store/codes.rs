@@ -5,13 +5,13 @@
 //! one CAS; the record keeps the code's hash, so a second presentation is
 //! recognised in one CAS as well and revokes what the code produced (§4.1.2).
 
-use super::{
-    run_txn, GrantStore, Insert, IssuedTokens, Lifetimes, StoreError, MAX_BUCKETS, PLACEMENT_TRIES,
-};
-use crate::bucket::Bucket;
-use crate::grant::{CodeState, Grant, RefreshState};
-use crate::grant_store::{BucketTxn, Step};
-use crate::pkce;
+use super::grants::{GrantStore, Insert, IssuedTokens, Lifetimes, PLACEMENT_TRIES};
+use super::txn::{run_txn, StoreError};
+use super::MAX_BUCKETS;
+use crate::oauth::pkce;
+use crate::store::bucket::Bucket;
+use crate::store::grant::{CodeState, Grant, RefreshState};
+use crate::store::{BucketTxn, Step};
 use crate::token::{self, HandleKind, MintedToken, ParsedToken, TokenHash};
 
 /// What a new authorization code is bound to.
@@ -212,9 +212,9 @@ impl BucketTxn for Redeem<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grant_store::StoreLayout;
     use crate::host::memory::MemoryKv;
     use crate::host::HostRandomness;
+    use crate::store::StoreLayout;
 
     const LAYOUT: StoreLayout = StoreLayout {
         buckets: 4,

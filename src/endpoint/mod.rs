@@ -1,0 +1,8 @@
+//! One file per URL the token filter answers: `/token`, `/revoke`,
+//! `/introspect`, the RFC 8414 metadata and `/authorize` with its pages.
+//! Pure functions of a request and the host traits; the glue only moves bytes.
+
+pub mod authorize;
+pub mod introspect;
+pub mod metadata;
+pub mod token;

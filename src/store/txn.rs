@@ -1,0 +1,93 @@
+//! Every change to a bucket is a [`BucketTxn`]: a pure function of the bucket's
+//! current content. [`run_txn`] drives one against a synchronous store (Envoy
+//! shared data) with a bounded CAS retry; a remote store with asynchronous
+//! reads can drive the same transactions: read, `apply`, write with the
+//! version it read, and on a conflict read again.
+
+use crate::host::{KvStore, RandomUnavailable, WriteError};
+use crate::store::bucket::Bucket;
+use crate::store::keys::bucket_key;
+
+/// Bounded retries on a CAS conflict before giving up with `Contended`.
+pub const CAS_RETRIES: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreError {
+    /// CAS conflicts did not settle within the retry bound.
+    Contended,
+    /// Every bucket tried holds `grants_per_bucket` live grants.
+    Full,
+    /// The host refused a write or randomness.
+    Unavailable,
+}
+
+impl From<RandomUnavailable> for StoreError {
+    fn from(_: RandomUnavailable) -> Self {
+        StoreError::Unavailable
+    }
+}
+
+/// What a transaction decided after looking at the bucket.
+pub enum Step<T> {
+    /// Persist the (changed) bucket, then return `T`.
+    Write(T),
+    /// Nothing to persist.
+    Done(T),
+}
+
+pub trait BucketTxn {
+    type Output;
+    /// Called with live grants only (dead ones already reclaimed), perhaps more
+    /// than once when a CAS conflict forces a retry: it must not keep state
+    /// between calls beyond what it returns.
+    fn apply(&mut self, bucket: &mut Bucket, now: u64) -> Step<Self::Output>;
+}
+
+/// Counts of things the store noticed, for stats.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TxnReport {
+    pub cas_retries: u32,
+    pub corrupt_values: u32,
+    pub reclaimed: u32,
+    /// Issuances refused because every bucket tried was full.
+    pub full: u32,
+    /// Grants revoked because a used refresh token came back (RFC 9700 §4.14.2).
+    pub refresh_reuse_revoked: u32,
+    /// Grants revoked because a redeemed authorization code came back (RFC 6749 §4.1.2).
+    pub code_replay_revoked: u32,
+}
+
+/// Runs `txn` on one bucket with bounded CAS retries.
+pub fn run_txn<T: BucketTxn>(
+    kv: &dyn KvStore,
+    bucket: u32,
+    txn: &mut T,
+    now: u64,
+    report: &mut TxnReport,
+) -> Result<T::Output, StoreError> {
+    let key = bucket_key(bucket);
+    for _ in 0..CAS_RETRIES {
+        let current = kv.get(&key);
+        let mut b = match Bucket::decode(current.value.as_deref().unwrap_or(&[])) {
+            Ok(b) => b,
+            Err(_) => {
+                // Unreadable data is treated as absent (and counted), never trusted.
+                report.corrupt_values += 1;
+                Bucket::default()
+            }
+        };
+        report.reclaimed += b.reclaim(now) as u32;
+        match txn.apply(&mut b, now) {
+            Step::Done(out) => return Ok(out),
+            Step::Write(out) => {
+                report.reclaimed += b.reclaim(now) as u32;
+                match kv.set(&key, &b.encode(), current.cas) {
+                    Ok(()) => return Ok(out),
+                    Err(WriteError::CasMismatch) => report.cas_retries += 1,
+                    Err(WriteError::Failed) => return Err(StoreError::Unavailable),
+                }
+            }
+        }
+    }
+    Err(StoreError::Contended)
+}
