@@ -5,13 +5,14 @@
 use std::collections::HashMap;
 
 use envoy_oauth2::authn::credential_cache::CredentialCache;
+use envoy_oauth2::authn::env::ServiceEnv;
 use envoy_oauth2::authn::secret_hash::hash_secret;
 use envoy_oauth2::config::TokenConfig;
 use envoy_oauth2::endpoint::authorize::{handle_authorize, AuthorizeOutcome, AuthorizeRequest};
+use envoy_oauth2::endpoint::common::{create_shared_keys, EndpointRequest};
 use envoy_oauth2::endpoint::introspect::handle_introspect;
-use envoy_oauth2::endpoint::token::{
-    create_shared_keys, handle_revoke, handle_token, EndpointRequest, ServiceEnv,
-};
+use envoy_oauth2::endpoint::revoke::handle_revoke;
+use envoy_oauth2::endpoint::token::handle_token;
 use envoy_oauth2::host::memory::{ManualClock, MemoryKv};
 use envoy_oauth2::host::HostRandomness;
 use envoy_oauth2::oauth::form::decode_component;

@@ -615,7 +615,7 @@ proptest! {
     #[test]
     fn login_form_tokens_that_were_not_sealed_here_are_refused(s in any::<String>(), raw in proptest::collection::vec(any::<u8>(), 0..600)) {
         let kv = MemoryKv::default();
-        envoy_oauth2::endpoint::token::create_shared_keys(&kv, &envoy_oauth2::host::HostRandomness, &TokenConfig::parse(br#"{"clients":[{"client_id":"c","public":true,"grant_types":["implicit"],"redirect_uris":["https://a/cb"],"scopes":["default"]}]}"#).unwrap()).unwrap();
+        envoy_oauth2::endpoint::common::create_shared_keys(&kv, &envoy_oauth2::host::HostRandomness, &TokenConfig::parse(br#"{"clients":[{"client_id":"c","public":true,"grant_types":["implicit"],"redirect_uris":["https://a/cb"],"scopes":["default"]}]}"#).unwrap()).unwrap();
         let before = kv.total_value_bytes();
         for text in [s, URL_SAFE_NO_PAD.encode(&raw)] {
             prop_assert_eq!(pending::take(&kv, &text, 1_700_000_000).unwrap(), None);

@@ -1,10 +1,10 @@
 //! Client authentication at the token endpoints (RFC 6749 §2.3.1): HTTP Basic
 //! or `client_id` + `client_secret` in the form, never both.
 
+use crate::authn::env::ServiceEnv;
 use crate::authn::throttle::Subject;
 use crate::authn::user::costliest;
 use crate::config::{Client, TokenConfig};
-use crate::endpoint::token::ServiceEnv;
 use crate::oauth::basic_auth::{self, BasicError};
 use crate::oauth::error::{invalid_request, throttled, ErrorCode, OAuthError};
 use crate::oauth::form::Form;

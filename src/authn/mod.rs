@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod credential_cache;
+pub mod env;
 pub mod secret_hash;
 pub mod throttle;
 pub mod user;

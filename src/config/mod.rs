@@ -3,7 +3,11 @@
 //! it, and Envoy then refuses the configuration. May import `oauth`, `authn`'s
 //! secret hashes and `store`'s limits.
 
+pub mod client;
+pub mod error;
 pub mod guard;
 pub mod token;
 
+pub use client::{Client, GrantType, User};
+pub use error::{check_header_text, parse_json, ConfigError};
 pub use token::*;

@@ -5,10 +5,9 @@
 use serde::Serialize;
 
 use crate::authn::client::{authenticate, repeated};
+use crate::authn::env::ServiceEnv;
 use crate::config::TokenConfig;
-use crate::endpoint::token::{
-    failed, read_form, EndpointRequest, EndpointResult, Outcome, ServiceEnv,
-};
+use crate::endpoint::common::{failed, read_form, EndpointRequest, EndpointResult, Outcome};
 use crate::oauth::error::{invalid_request, OAuthError};
 use crate::oauth::response::Response;
 use crate::store::GrantStore;

@@ -3,6 +3,8 @@
 //! Pure functions of a request and the host traits; the glue only moves bytes.
 
 pub mod authorize;
+pub mod common;
 pub mod introspect;
 pub mod metadata;
+pub mod revoke;
 pub mod token;

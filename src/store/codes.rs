@@ -12,7 +12,7 @@ use crate::oauth::pkce;
 use crate::store::bucket::Bucket;
 use crate::store::grant::{CodeState, Grant, RefreshState};
 use crate::store::{BucketTxn, Step};
-use crate::token::{self, HandleKind, MintedToken, ParsedToken, TokenHash};
+use crate::token::{self, AccessTokenFacts, HandleKind, MintedToken, ParsedToken, TokenHash};
 
 /// What a new authorization code is bound to.
 #[derive(Debug, Clone)]
@@ -104,8 +104,20 @@ impl GrantStore<'_> {
             return Err(RedeemError::Invalid(CODE_INVALID));
         }
         let store_err = |e: crate::host::RandomUnavailable| RedeemError::Store(e.into());
-        let access =
-            token::mint_access(code.bucket, &code.grant_id, self.rng).map_err(store_err)?;
+        // The code's record says whose token this is and for what.
+        let Some(grant) = self.peek(code) else {
+            return Err(RedeemError::Invalid(CODE_INVALID));
+        };
+        let facts = AccessTokenFacts {
+            bucket: code.bucket,
+            grant_id: &code.grant_id,
+            client_id: r.client_id,
+            user: grant.user.as_deref(),
+            scope: &grant.scope,
+            issued_at: now,
+            expires_at: now.saturating_add(r.lifetimes.access),
+        };
+        let access = self.format.mint(&facts, self.rng).map_err(store_err)?;
         let refresh = match r.lifetimes.refresh {
             Some(_) => {
                 let key = self.key().map_err(RedeemError::Store)?;

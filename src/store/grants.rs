@@ -19,7 +19,10 @@ use crate::store::refresh_grace::DerivedSecret;
 use crate::store::server_key::{self, ServerKey};
 use crate::store::txn::{run_txn, BucketTxn, Step, StoreError, TxnReport, CAS_RETRIES};
 use crate::store::{StoreLayout, MAX_BUCKETS, REVOCATION_SHARDS};
-use crate::token::{self, MintedToken, ParsedToken, TokenHash, TokenKind};
+use crate::token::{
+    self, AccessTokenFacts, AccessTokenFormat, MintedToken, Opaque, ParsedToken, TokenHash,
+    TokenKind,
+};
 
 /// How many random buckets an issuance tries before the store counts as full.
 pub(super) const PLACEMENT_TRIES: usize = 4;
@@ -70,6 +73,8 @@ pub struct GrantStore<'a> {
     pub(super) kv: &'a dyn KvStore,
     pub(super) rng: &'a dyn Randomness,
     pub(super) layout: StoreLayout,
+    /// How access tokens look (opaque unless the caller says otherwise).
+    pub(super) format: &'a dyn AccessTokenFormat,
     pub report: TxnReport,
 }
 
@@ -79,8 +84,24 @@ impl<'a> GrantStore<'a> {
             kv,
             rng,
             layout,
+            format: &Opaque,
             report: TxnReport::default(),
         }
+    }
+
+    /// Mints access tokens in `format` from now on.
+    pub fn with_format(mut self, format: &'a dyn AccessTokenFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// The grant record `token` names, whatever its state: what a new access
+    /// token of it will state (its user, scope and times).
+    pub(super) fn peek(&self, token: &ParsedToken) -> Option<Grant> {
+        let current = self.kv.get(&bucket_key(token.bucket));
+        Bucket::decode_one(current.value.as_deref().unwrap_or(&[]), &token.grant_id)
+            .ok()
+            .flatten()
     }
 
     /// Creates every bucket and revocation key, and the store's key, that does not exist yet. Run once
@@ -127,7 +148,16 @@ impl<'a> GrantStore<'a> {
             self.rng.fill(&mut pick)?;
             let bucket = u32::from_be_bytes(pick) % self.layout.buckets.max(1);
             let grant_id = token::new_grant_id(self.rng)?;
-            let access = token::mint_access(bucket, &grant_id, self.rng)?;
+            let facts = AccessTokenFacts {
+                bucket,
+                grant_id: &grant_id,
+                client_id: &req.client_id,
+                user: req.user.as_deref(),
+                scope: &req.scope,
+                issued_at: now,
+                expires_at: now.saturating_add(req.lifetimes.access),
+            };
+            let access = self.format.mint(&facts, self.rng)?;
             let refresh = match &key {
                 Some(key) => Some(token::mint_refresh(bucket, &grant_id, self.rng, key)?),
                 None => None,
@@ -220,7 +250,35 @@ impl<'a> GrantStore<'a> {
         } else {
             (self.rng, self.rng)
         };
-        let access = token::mint_access(token.bucket, &token.grant_id, access_rng)
+        // What the new access token states; a retry within the grace period
+        // restates the rotation it repeats, so it mints the same token.
+        let Some(grant) = self.peek(token) else {
+            return Err(RefreshError::InvalidGrant);
+        };
+        let retry = grant
+            .previous_refresh
+            .is_some_and(|p| p.matches(&token.hash));
+        let scope = match requested_scope {
+            Some(req) if !req.is_empty() && !retry => scope::join(req),
+            _ => grant.scope.clone(),
+        };
+        let (issued_at, expires_at) = if retry {
+            (grant.issued_at, grant.access_expires_at)
+        } else {
+            (now, now.saturating_add(lifetimes.access))
+        };
+        let facts = AccessTokenFacts {
+            bucket: token.bucket,
+            grant_id: &token.grant_id,
+            client_id,
+            user: grant.user.as_deref(),
+            scope: &scope,
+            issued_at,
+            expires_at,
+        };
+        let access = self
+            .format
+            .mint(&facts, access_rng)
             .map_err(|e| RefreshError::Store(e.into()))?;
         let refresh = token::mint_refresh(token.bucket, &token.grant_id, refresh_rng, &key)
             .map_err(|e| RefreshError::Store(e.into()))?;

@@ -5,14 +5,11 @@
 //! form carries (see `pending_authorization`), and derives the pair of a
 //! rotation when a grace period is on (see `refresh_grace`).
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
 use crate::host::{KvStore, Randomness, WriteError};
 
 pub const KEY_NAME: &str = "oauth2/key";
 
-pub type ServerKey = [u8; 32];
+pub use crate::token::keyed_tag::{tag, ServerKey};
 
 /// Creates the key once (at configuration, on Envoy's main thread first, like
 /// every other key). Returns whether it created it.
@@ -28,16 +25,6 @@ pub fn ensure_key(kv: &dyn KvStore, rng: &dyn Randomness) -> Result<bool, WriteE
 
 pub fn read_key(kv: &dyn KvStore) -> Option<ServerKey> {
     kv.get(KEY_NAME).value.and_then(|v| v.try_into().ok())
-}
-
-/// The first `N` bytes of HMAC-SHA256 under `key` of `label | body`: proof that
-/// this store made `body`. Each use has its own label, so a tag of one kind never
-/// stands for another.
-pub fn tag<const N: usize>(key: &ServerKey, label: &[u8], body: &[u8]) -> Option<[u8; N]> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).ok()?;
-    mac.update(label);
-    mac.update(body);
-    mac.finalize().into_bytes().get(..N)?.try_into().ok()
 }
 
 #[cfg(test)]

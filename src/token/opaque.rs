@@ -20,8 +20,8 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::keyed_tag::{self, ServerKey};
 use crate::host::{RandomUnavailable, Randomness};
-use crate::store::server_key::{self, ServerKey};
 
 pub const TOKEN_BYTES: usize = 48;
 pub const TOKEN_CHARS: usize = 64;
@@ -103,7 +103,7 @@ impl FamilyTag {
 }
 
 fn family_tag(key: &ServerKey, signed: &[u8; TOKEN_BYTES]) -> Option<[u8; FAMILY_TAG_BYTES]> {
-    server_key::tag(key, b"oauth2 refresh family", signed)
+    keyed_tag::tag(key, b"oauth2 refresh family", signed)
 }
 
 /// Parses a presented token. Anything that is not exactly our format is `None`.

@@ -11,14 +11,17 @@ use proxy_wasm::types::Action;
 
 use super::host::{self, HostClock, SharedDataKv};
 use crate::authn::credential_cache::CredentialCache;
+use crate::authn::env::ServiceEnv;
 use crate::config::{ConfigError, TokenConfig, METADATA_PATH};
 use crate::endpoint::authorize::{handle_authorize, AuthorizeRequest, AuthorizeResult};
+use crate::endpoint::common::{
+    create_shared_keys, method_not_allowed, payload_too_large, EndpointRequest, EndpointResult,
+    Outcome,
+};
 use crate::endpoint::introspect::handle_introspect;
 use crate::endpoint::metadata::metadata;
-use crate::endpoint::token::{
-    create_shared_keys, handle_revoke, handle_token, method_not_allowed, payload_too_large,
-    EndpointRequest, EndpointResult, Outcome, ServiceEnv,
-};
+use crate::endpoint::revoke::handle_revoke;
+use crate::endpoint::token::handle_token;
 use crate::host::{Clock, HostRandomness, Randomness};
 use crate::oauth::response::Response;
 use crate::store::client_revocation;

@@ -1,5 +1,5 @@
 //! The authorization endpoint (RFC 6749 §3.1, §4.1, §4.2) with its login and
-//! consent page, and the authorization code exchange at /token.
+//! consent page (the code is redeemed at /token: `crate::grant::authorization_code`).
 //!
 //! `GET /authorize?response_type=code|token&client_id&redirect_uri&scope&state
 //! &code_challenge&code_challenge_method` checks the request, keeps it in the
@@ -16,25 +16,24 @@
 pub mod browser_binding;
 pub mod login_page;
 pub mod pending;
+mod redirect;
+
+pub use redirect::url_encode;
+use redirect::{done, refused_page, Back};
 
 use subtle::ConstantTimeEq;
 
+use crate::authn::env::ServiceEnv;
 use crate::authn::throttle::Subject;
 use crate::authn::user::authenticate_user;
 use crate::config::{Client, GrantType, TokenConfig};
 use crate::endpoint::authorize::browser_binding::BrowserId;
 use crate::endpoint::authorize::login_page::{error_page, login_page, LoginView};
-use crate::endpoint::token::{store_error, ServiceEnv};
-use crate::oauth::error::{invalid_request, ErrorCode, OAuthError};
 use crate::oauth::form::Form;
 use crate::oauth::pkce;
 use crate::oauth::response::Response;
 use crate::oauth::scope;
-use crate::store::{
-    CodeBinding, CodeRedemption, GrantRequest, GrantStore, IssuedTokens, Lifetimes, RedeemError,
-    StoreError, TxnReport, CODE_INVALID,
-};
-use crate::token::{self, HandleKind};
+use crate::store::{CodeBinding, GrantRequest, GrantStore, Lifetimes, StoreError, TxnReport};
 use pending::{PendingAuthorization, ResponseType};
 
 /// Failed logins one authorization request may have before it is refused.
@@ -93,75 +92,6 @@ pub struct AuthorizeResult {
     pub response: Response,
     pub outcome: AuthorizeOutcome,
     pub store: TxnReport,
-}
-
-fn done(response: Response, outcome: AuthorizeOutcome) -> (Response, AuthorizeOutcome) {
-    (response, outcome)
-}
-
-fn refused_page(status: u16, message: &str) -> (Response, AuthorizeOutcome) {
-    done(error_page(status, message), AuthorizeOutcome::ErrorPage)
-}
-
-/// Where and how errors and results go back to the client.
-struct Back<'a> {
-    redirect_uri: &'a str,
-    fragment: bool,
-    state: Option<&'a str>,
-    /// RFC 9207 `iss`: the configured issuer, so a client talking to several
-    /// servers can tell whose answer this is (mix-up defence, RFC 9700 §4.4).
-    issuer: Option<&'a str>,
-    /// 302 for the GET, 303 for the form POST.
-    status: u16,
-}
-
-impl Back<'_> {
-    fn to(&self, params: &[(&str, &str)]) -> Response {
-        let mut url = self.redirect_uri.to_string();
-        url.push(if self.fragment {
-            '#'
-        } else if url.contains('?') {
-            '&'
-        } else {
-            '?'
-        });
-        let mut first = true;
-        let state = self.state.map(|s| ("state", s));
-        let iss = self.issuer.map(|i| ("iss", i));
-        for (k, v) in params.iter().copied().chain(state).chain(iss) {
-            if !first {
-                url.push('&');
-            }
-            first = false;
-            url.push_str(k);
-            url.push('=');
-            url.push_str(&url_encode(v));
-        }
-        Response::new(self.status)
-            .header("location", url)
-            .header("referrer-policy", "no-referrer")
-            .no_store()
-    }
-
-    fn error(&self, code: &str, description: &str) -> (Response, AuthorizeOutcome) {
-        done(
-            self.to(&[("error", code), ("error_description", description)]),
-            AuthorizeOutcome::ErrorRedirect,
-        )
-    }
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-pub fn url_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// `GET` or `POST /authorize`.
@@ -643,47 +573,6 @@ fn submit(
             }
         }
     }
-}
-
-/// `grant_type=authorization_code` at /token (RFC 6749 §4.1.3, RFC 7636 §4.5):
-/// `client` is already authenticated (a public client by its id alone).
-pub fn exchange_code(
-    client: &Client,
-    form: &Form,
-    store: &mut GrantStore,
-    now: u64,
-) -> Result<IssuedTokens, OAuthError> {
-    let param = |name| {
-        form.one(name)
-            .map_err(|_| invalid_request(format!("parameter `{name}` is repeated")))
-    };
-    let Some(code) = param("code")? else {
-        return Err(invalid_request("code is required"));
-    };
-    let redirect_uri = param("redirect_uri")?;
-    let verifier = param("code_verifier")?;
-    let invalid = |d: &str| OAuthError::new(ErrorCode::InvalidGrant, d);
-    let Some(parsed) = token::parse_handle(code, HandleKind::Code) else {
-        return Err(invalid(CODE_INVALID));
-    };
-    let r = CodeRedemption {
-        client_id: &client.client_id,
-        redirect_uri,
-        verifier,
-        lifetimes: Lifetimes {
-            access: client.lifetimes.user_access_token,
-            refresh: client
-                .allows(GrantType::RefreshToken)
-                .then_some(client.lifetimes.refresh_token),
-        },
-    };
-    store.redeem_code(&parsed, &r, now).map_err(|e| match e {
-        RedeemError::Invalid(d) => invalid(d),
-        RedeemError::Replayed => {
-            invalid("the authorization code was already used: the tokens issued for it are revoked")
-        }
-        RedeemError::Store(s) => store_error(s),
-    })
 }
 
 #[cfg(test)]

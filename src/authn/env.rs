@@ -1,0 +1,12 @@
+//! The host as request handlers see it: the store, the clock, the CSPRNG and
+//! this worker's credential cache.
+
+use crate::authn::credential_cache::CredentialCache;
+use crate::host::{Clock, KvStore, Randomness};
+
+pub struct ServiceEnv<'a> {
+    pub kv: &'a dyn KvStore,
+    pub clock: &'a dyn Clock,
+    pub rng: &'a dyn Randomness,
+    pub credentials: &'a mut CredentialCache,
+}
