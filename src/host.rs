@@ -56,9 +56,12 @@ pub mod memory {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Mutex;
 
+    /// Key -> (value, CAS), and the last CAS handed out.
+    type Entries = (HashMap<String, (Vec<u8>, u32)>, u32);
+
     #[derive(Default)]
     pub struct MemoryKv {
-        inner: Mutex<(HashMap<String, (Vec<u8>, u32)>, u32)>,
+        inner: Mutex<Entries>,
     }
 
     impl MemoryKv {

@@ -74,7 +74,7 @@ pub fn authenticate<'c>(
             if client
                 .secret
                 .as_ref()
-                .map_or(false, |h| env.credentials.verify(h, secret.as_bytes())) =>
+                .is_some_and(|h| env.credentials.verify(h, secret.as_bytes())) =>
         {
             Ok(client)
         }

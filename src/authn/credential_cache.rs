@@ -8,7 +8,7 @@
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 
-use crate::authn::secret_hash::SecretHash;
+use crate::config::secret_hash::SecretHash;
 
 pub struct CredentialCache {
     key: [u8; 32],
@@ -63,7 +63,7 @@ impl CredentialCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authn::secret_hash::hash_secret;
+    use crate::config::secret_hash::hash_secret;
 
     #[test]
     fn caches_successes_only_and_keys_by_the_configured_hash() {

@@ -9,19 +9,13 @@
 
 use sha2::{Digest, Sha256};
 
+pub use crate::config::ThrottlePolicy;
 use crate::host::{KvStore, WriteError};
 
 pub const THROTTLE_SHARDS: u32 = 64;
 const ENTRIES_PER_SHARD: usize = 128;
 const ENTRY_BYTES: usize = 8 + 8 + 4;
 const VERSION: u8 = 1;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ThrottlePolicy {
-    /// Failures allowed per window; 0 turns throttling off.
-    pub max_failures: u32,
-    pub window_seconds: u64,
-}
 
 #[derive(Debug, Clone, Copy)]
 pub enum Subject<'a> {
@@ -66,7 +60,7 @@ struct Entry {
 fn decode(bytes: &[u8]) -> Vec<Entry> {
     // Anything unreadable counts as an empty table: throttling is best effort,
     // never a reason to refuse service.
-    if bytes.first() != Some(&VERSION) || (bytes.len() - 1) % ENTRY_BYTES != 0 {
+    if bytes.first() != Some(&VERSION) || !(bytes.len() - 1).is_multiple_of(ENTRY_BYTES) {
         return Vec::new();
     }
     bytes[1..]

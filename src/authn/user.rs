@@ -2,7 +2,7 @@
 //! that timing does not reveal which usernames exist.
 
 use crate::authn::credential_cache::CredentialCache;
-use crate::authn::secret_hash::SecretHash;
+use crate::config::secret_hash::SecretHash;
 use crate::config::{TokenConfig, User};
 
 /// The configured user with this name and password, if any. An unknown name
@@ -36,7 +36,7 @@ pub fn costliest<'h>(hashes: impl Iterator<Item = &'h SecretHash>) -> Option<&'h
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authn::secret_hash::hash_secret;
+    use crate::config::secret_hash::hash_secret;
 
     #[test]
     fn the_decoy_is_the_costliest_hash() {

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use super::error::{check_header_text, check_name, check_scopes, err, ConfigError};
 use super::token::{check_lifetimes, LifetimeOverrides, LifetimesConfig};
-use crate::authn::secret_hash::SecretHash;
+use crate::config::secret_hash::SecretHash;
 use crate::oauth::scope;
 
 const MAX_REDIRECT_URI: usize = 1024;
@@ -316,12 +316,12 @@ fn check_browser_client(i: usize, c: &ClientFile) -> Result<(), ConfigError> {
     }
     for (j, u) in c.redirect_uris.iter().enumerate() {
         let field = format!("clients[{i}].redirect_uris[{j}]");
-        let scheme_ok = u.split_once(':').map_or(false, |(scheme, rest)| {
+        let scheme_ok = u.split_once(':').is_some_and(|(scheme, rest)| {
             !rest.is_empty()
                 && scheme
                     .bytes()
                     .next()
-                    .map_or(false, |b| b.is_ascii_alphabetic())
+                    .is_some_and(|b| b.is_ascii_alphabetic())
                 && scheme
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
@@ -330,7 +330,7 @@ fn check_browser_client(i: usize, c: &ClientFile) -> Result<(), ConfigError> {
         let host_ok = !web
             || u.split("//")
                 .nth(1)
-                .map_or(false, |a| !a.is_empty() && !a.starts_with('/'));
+                .is_some_and(|a| !a.is_empty() && !a.starts_with('/'));
         if u.len() > MAX_REDIRECT_URI
             || !scheme_ok
             || !host_ok

@@ -1,11 +1,12 @@
 //! Plugin configuration: the token endpoint's (`token`) and the bearer guard's
 //! (`guard`), parsed and checked once; a bad field is a [`ConfigError`] naming
-//! it, and Envoy then refuses the configuration. May import `oauth`, `authn`'s
-//! secret hashes and `store`'s limits.
+//! it, and Envoy then refuses the configuration. Secrets are configured as
+//! hashes (`secret_hash`). May import `oauth` and `store`'s limits.
 
 pub mod client;
 pub mod error;
 pub mod guard;
+pub mod secret_hash;
 pub mod token;
 
 pub use client::{Client, GrantType, User};

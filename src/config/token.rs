@@ -6,7 +6,6 @@ use serde::Deserialize;
 
 use super::client::{parse_clients, parse_users, Client, ClientFile, User, UserFile};
 use super::error::{check_header_text, check_name, err, parse_json, ConfigError};
-use crate::authn::throttle::ThrottlePolicy;
 use crate::store::{StoreLayout, MAX_BUCKETS, MAX_GRANTS_PER_BUCKET};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -81,6 +80,15 @@ impl Default for PathsConfig {
 }
 
 /// RFC 8414 §3: fixed by the standard.
+/// Brute-force throttling of failed authentication (applied by
+/// `crate::authn::throttle`, per client_id and per username).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottlePolicy {
+    /// Failures allowed per window; 0 turns throttling off.
+    pub max_failures: u32,
+    pub window_seconds: u64,
+}
+
 pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -346,7 +354,7 @@ pub(super) fn check_lifetimes(field: &str, l: &LifetimesConfig) -> Result<(), Co
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authn::secret_hash::hash_secret;
+    use crate::config::secret_hash::hash_secret;
 
     pub fn sample(extra_client: &str) -> String {
         let h = hash_secret(b"secret", b"saltsaltsalt", 10_000);

@@ -93,9 +93,7 @@ pub(crate) fn read_form(cfg: &TokenConfig, req: &EndpointRequest) -> Result<Form
     let media = req
         .content_type
         .map(|c| c.split(';').next().unwrap_or("").trim());
-    if !media.map_or(false, |m| {
-        m.eq_ignore_ascii_case("application/x-www-form-urlencoded")
-    }) {
+    if !media.is_some_and(|m| m.eq_ignore_ascii_case("application/x-www-form-urlencoded")) {
         return Err(invalid_request(
             "the body must be application/x-www-form-urlencoded",
         ));

@@ -37,7 +37,7 @@ pub(crate) fn resolve_scope(
     requested: &[&str],
     user_scopes: Option<&[String]>,
 ) -> Result<String, OAuthError> {
-    let allowed_for_user = |s: &str| user_scopes.map_or(true, |u| u.iter().any(|x| x == s));
+    let allowed_for_user = |s: &str| user_scopes.is_none_or(|u| u.iter().any(|x| x == s));
     if requested.is_empty() {
         let defaults: Vec<&str> = client
             .default_scope

@@ -81,7 +81,7 @@ impl ValidationCache {
                 break;
             };
             // Skip order records of entries replaced or dropped since.
-            if self.entries.get(&old).map_or(false, |e| e.seq == seq) {
+            if self.entries.get(&old).is_some_and(|e| e.seq == seq) {
                 self.entries.remove(&old);
             }
         }
@@ -102,7 +102,7 @@ impl ValidationCache {
         if self.order.len() > self.capacity.saturating_mul(2) + 16 {
             let entries = &self.entries;
             self.order
-                .retain(|(k, s)| entries.get(k).map_or(false, |e| e.seq == *s));
+                .retain(|(k, s)| entries.get(k).is_some_and(|e| e.seq == *s));
         }
     }
 

@@ -29,9 +29,7 @@ pub enum BasicError {
 /// the credentials are ignored (the reference product's examples have one).
 pub fn parse(header: &str) -> Result<BasicCredentials, BasicError> {
     let header = header.trim();
-    let (scheme, rest) = header
-        .split_once(|c: char| c == ' ' || c == '\t')
-        .unwrap_or((header, ""));
+    let (scheme, rest) = header.split_once([' ', '\t']).unwrap_or((header, ""));
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(BasicError::NotBasic);
     }

@@ -56,7 +56,7 @@ impl Grant {
     pub fn is_dead(&self, now: u64) -> bool {
         self.revoked
             || (now >= self.access_expires_at
-                && self.refresh.as_ref().map_or(true, |r| now >= r.expires_at))
+                && self.refresh.as_ref().is_none_or(|r| now >= r.expires_at))
     }
 
     /// The presented token is this grant's current token of its kind and still valid.
@@ -69,23 +69,20 @@ impl Grant {
             TokenKind::Refresh => self
                 .refresh
                 .as_ref()
-                .map_or(false, |r| r.hash.matches(hash) && now < r.expires_at),
+                .is_some_and(|r| r.hash.matches(hash) && now < r.expires_at),
         }
     }
 
     /// An authorization code grant whose code was not redeemed yet: no token.
     pub fn awaits_redemption(&self) -> bool {
-        self.code.as_ref().map_or(false, |c| !c.redeemed)
+        self.code.as_ref().is_some_and(|c| !c.redeemed)
     }
 
     /// The presented token belongs to this grant, whatever its state (for revocation).
     pub fn owns(&self, kind: TokenKind, hash: &TokenHash) -> bool {
         match kind {
             TokenKind::Access => !self.awaits_redemption() && self.access_hash.matches(hash),
-            TokenKind::Refresh => self
-                .refresh
-                .as_ref()
-                .map_or(false, |r| r.hash.matches(hash)),
+            TokenKind::Refresh => self.refresh.as_ref().is_some_and(|r| r.hash.matches(hash)),
         }
     }
 }

@@ -463,7 +463,7 @@ impl BucketTxn for Rotate<'_> {
         }
         let is_previous = g
             .previous_refresh
-            .map_or(false, |p| p.matches(&self.presented.hash));
+            .is_some_and(|p| p.matches(&self.presented.hash));
         // A retry within the grace period, once, and only if the grant still holds
         // the pair derived from this very token (nothing rotated it since).
         if is_previous
@@ -472,7 +472,7 @@ impl BucketTxn for Rotate<'_> {
             && g.access_hash.matches(&self.new_access.hash)
             && g.refresh
                 .as_ref()
-                .map_or(false, |r| r.hash.matches(&self.new_refresh.hash))
+                .is_some_and(|r| r.hash.matches(&self.new_refresh.hash))
         {
             g.grace_used = true;
             return Step::Write(RotateOutcome::Rotated {
@@ -484,12 +484,12 @@ impl BucketTxn for Rotate<'_> {
         let is_current = g
             .refresh
             .as_ref()
-            .map_or(false, |r| r.hash.matches(&self.presented.hash));
+            .is_some_and(|r| r.hash.matches(&self.presented.hash));
         let minted_here = self
             .presented
             .family
             .as_ref()
-            .map_or(false, |f| f.verifies(self.key));
+            .is_some_and(|f| f.verifies(self.key));
         if !g.revoked && !is_current && (is_previous || minted_here) {
             g.revoked = true;
             return Step::Write(RotateOutcome::ReuseRevoked);
@@ -507,7 +507,7 @@ impl BucketTxn for RevokeClients<'_> {
     fn apply(&mut self, bucket: &mut Bucket, _now: u64) -> Step<u32> {
         let mut revoked = 0;
         for g in bucket.grants.iter_mut() {
-            if !g.revoked && self.clients.iter().any(|c| *c == g.client_id) {
+            if !g.revoked && self.clients.contains(&g.client_id) {
                 g.revoked = true;
                 revoked += 1;
             }

@@ -10,6 +10,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use super::host::{self, HostClock, SharedDataKv};
+use super::stats;
 use crate::authn::credential_cache::CredentialCache;
 use crate::authn::env::ServiceEnv;
 use crate::config::{ConfigError, TokenConfig, METADATA_PATH};
@@ -180,35 +181,40 @@ fn authorize_context() -> (Option<String>, bool) {
 
 fn record(result: &EndpointResult) {
     if result.response.status == 429 {
-        host::count("oauth2.throttled", 1);
+        host::count(stats::THROTTLED, 1);
     }
     match result.outcome {
-        Outcome::Issued(g) => host::count(&format!("oauth2.token.issued.{}", g.as_str()), 1),
-        Outcome::Revoked => host::count("oauth2.revoke.revoked", 1),
-        Outcome::RevokeUnknown => host::count("oauth2.revoke.unknown", 1),
-        Outcome::IntrospectedActive => host::count("oauth2.introspect.active", 1),
-        Outcome::IntrospectedInactive => host::count("oauth2.introspect.inactive", 1),
-        Outcome::Failed(code) => host::count(&format!("oauth2.token.error.{}", code.as_str()), 1),
+        Outcome::Issued(g) => host::count(&format!("{}{}", stats::TOKEN_ISSUED, g.as_str()), 1),
+        Outcome::Revoked => host::count(stats::REVOKE_REVOKED, 1),
+        Outcome::RevokeUnknown => host::count(stats::REVOKE_UNKNOWN, 1),
+        Outcome::IntrospectedActive => host::count(stats::INTROSPECT_ACTIVE, 1),
+        Outcome::IntrospectedInactive => host::count(stats::INTROSPECT_INACTIVE, 1),
+        Outcome::Failed(code) => {
+            host::count(&format!("{}{}", stats::TOKEN_ERROR, code.as_str()), 1)
+        }
     }
     record_store(&result.store);
 }
 
 fn record_authorize(result: &AuthorizeResult) {
-    host::count(&format!("oauth2.authorize.{}", result.outcome.as_str()), 1);
+    host::count(
+        &format!("{}{}", stats::AUTHORIZE, result.outcome.as_str()),
+        1,
+    );
     record_store(&result.store);
 }
 
 pub fn record_store(r: &TxnReport) {
-    host::count("oauth2.store.cas_retries", r.cas_retries as u64);
-    host::count("oauth2.store.corrupt_values", r.corrupt_values as u64);
-    host::count("oauth2.store.reclaimed", r.reclaimed as u64);
-    host::count("oauth2.store.full", r.full as u64);
+    host::count(stats::STORE_CAS_RETRIES, r.cas_retries as u64);
+    host::count(stats::STORE_CORRUPT_VALUES, r.corrupt_values as u64);
+    host::count(stats::STORE_RECLAIMED, r.reclaimed as u64);
+    host::count(stats::STORE_FULL, r.full as u64);
     host::count(
-        "oauth2.token.refresh_reuse_revoked",
+        stats::TOKEN_REFRESH_REUSE_REVOKED,
         r.refresh_reuse_revoked as u64,
     );
     host::count(
-        "oauth2.token.code_replay_revoked",
+        stats::TOKEN_CODE_REPLAY_REVOKED,
         r.code_replay_revoked as u64,
     );
 }
@@ -280,15 +286,15 @@ impl HttpContext for TokenHttp {
             return Action::Continue;
         }
         if host::request_header(":method").as_deref() != Some(b"POST") {
-            host::count("oauth2.token.error.invalid_request", 1);
+            host::count(&format!("{}invalid_request", stats::TOKEN_ERROR), 1);
             let r = method_not_allowed();
             return self.answer(r.status, &r.headers, &r.body);
         }
         let max = self.shared.cfg.max_body_bytes;
         let declared =
             host::request_header_str("content-length").and_then(|v| v.trim().parse::<u64>().ok());
-        if declared.map_or(false, |n| n > max as u64) {
-            host::count("oauth2.token.error.invalid_request", 1);
+        if declared.is_some_and(|n| n > max as u64) {
+            host::count(&format!("{}invalid_request", stats::TOKEN_ERROR), 1);
             let r = payload_too_large(max);
             return self.answer(r.status, &r.headers, &r.body);
         }
@@ -313,7 +319,7 @@ impl HttpContext for TokenHttp {
         }
         let max = self.shared.cfg.max_body_bytes;
         if body_size > max {
-            host::count("oauth2.token.error.invalid_request", 1);
+            host::count(&format!("{}invalid_request", stats::TOKEN_ERROR), 1);
             let r = payload_too_large(max);
             return self.answer(r.status, &r.headers, &r.body);
         }

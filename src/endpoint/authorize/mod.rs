@@ -196,7 +196,7 @@ fn start(
     if q.one("prompt")
         .ok()
         .flatten()
-        .map_or(false, |p| p.split(' ').any(|x| x == "none"))
+        .is_some_and(|p| p.split(' ').any(|x| x == "none"))
     {
         return back.error("login_required", "the user must sign in");
     }
@@ -382,9 +382,7 @@ fn submit(
     let media = req
         .content_type
         .map(|c| c.split(';').next().unwrap_or("").trim());
-    if !media.map_or(false, |m| {
-        m.eq_ignore_ascii_case("application/x-www-form-urlencoded")
-    }) {
+    if !media.is_some_and(|m| m.eq_ignore_ascii_case("application/x-www-form-urlencoded")) {
         return refused_page(
             400,
             "The form must be sent as application/x-www-form-urlencoded.",
@@ -410,9 +408,8 @@ fn submit(
         Err(_) => return refused_page(503, "The server is busy. Try again."),
     };
     // Only the browser that opened the form may post it (login CSRF).
-    let same_browser = BrowserId::from_cookie_header(req.cookie).map_or(false, |id| {
-        bool::from(id.binding().ct_eq(&pending_req.browser))
-    });
+    let same_browser = BrowserId::from_cookie_header(req.cookie)
+        .is_some_and(|id| bool::from(id.binding().ct_eq(&pending_req.browser)));
     if !same_browser {
         return refused_page(
             400,
