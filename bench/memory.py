@@ -504,7 +504,7 @@ def phase_churn(hash_, workdir):
     growth = (max_rss - warm["rss"]) / warm["rss"]
     expected_keys = CHURN_BUCKETS + REVOCATION_SHARDS + 1  # + oauth2/key
     keys_ok = keys == [expected_keys]
-    # Bytes one of these grants takes in its bucket (see src/bucket.rs): fixed part 44,
+    # Bytes one of these grants takes in its bucket (see src/store/bucket.rs): fixed part 44,
     # client u8-len, scope u16-len. Without reclamation the store would grow by at least
     # this much per token issued after warm-up.
     record = 44 + 1 + len(CLIENT_ID) + 2 + len("default")

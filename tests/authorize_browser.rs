@@ -8,7 +8,7 @@
 mod common;
 
 use common::*;
-use envoy_oauth2::authn::secret_hash::hash_secret;
+use envoy_oauth2::config::secret_hash::hash_secret;
 use envoy_oauth2::oauth::pkce::s256_challenge;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};

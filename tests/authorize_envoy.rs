@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use envoy_oauth2::authn::secret_hash::hash_secret;
+use envoy_oauth2::config::secret_hash::hash_secret;
 use envoy_oauth2::oauth::pkce::s256_challenge;
 use std::collections::HashMap;
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use envoy_oauth2::authn::credential_cache::CredentialCache;
 use envoy_oauth2::authn::env::ServiceEnv;
-use envoy_oauth2::authn::secret_hash::hash_secret;
+use envoy_oauth2::config::secret_hash::hash_secret;
 use envoy_oauth2::config::TokenConfig;
 use envoy_oauth2::endpoint::authorize::{handle_authorize, AuthorizeOutcome, AuthorizeRequest};
 use envoy_oauth2::endpoint::common::{create_shared_keys, EndpointRequest};

@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use envoy_oauth2::authn::secret_hash::hash_secret;
 use envoy_oauth2::config::guard::GuardConfig;
+use envoy_oauth2::config::secret_hash::hash_secret;
 use envoy_oauth2::config::TokenConfig;
 
 const PLACEHOLDER_HASH: &str =

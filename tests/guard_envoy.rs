@@ -11,7 +11,7 @@
 mod common;
 
 use common::*;
-use envoy_oauth2::authn::secret_hash::hash_secret;
+use envoy_oauth2::config::secret_hash::hash_secret;
 use envoy_oauth2::host::HostRandomness;
 use envoy_oauth2::token;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use envoy_oauth2::authn::secret_hash::hash_secret;
+use envoy_oauth2::config::secret_hash::hash_secret;
 use std::sync::{Arc, Barrier};
 
 const C1: &str = "IZsIi6HDbB5e8VKdZAnUi_fZ3f8a";

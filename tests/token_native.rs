@@ -4,7 +4,7 @@
 use base64::Engine;
 use envoy_oauth2::authn::credential_cache::CredentialCache;
 use envoy_oauth2::authn::env::ServiceEnv;
-use envoy_oauth2::authn::secret_hash::hash_secret;
+use envoy_oauth2::config::secret_hash::hash_secret;
 use envoy_oauth2::config::TokenConfig;
 use envoy_oauth2::endpoint::common::{create_shared_keys, EndpointRequest};
 use envoy_oauth2::endpoint::revoke::handle_revoke;

@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use envoy_oauth2::authn::secret_hash::{
+use envoy_oauth2::config::secret_hash::{
     hash_secret, DEFAULT_ITERATIONS, MAX_ITERATIONS, MIN_ITERATIONS,
 };
 use envoy_oauth2::host::{HostRandomness, Randomness};

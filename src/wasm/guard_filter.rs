@@ -9,6 +9,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use super::host::{self, HostClock, SharedDataKv};
+use super::stats;
 use crate::config::guard::GuardConfig;
 use crate::config::ConfigError;
 use crate::guard::bearer::{path_without_query_token, CacheUse, Guard, GuardRequest, Verdict};
@@ -54,9 +55,9 @@ impl HttpContext for GuardHttp {
         };
         let decision = guard.check(&SharedDataKv, HostClock.now_secs(), &req);
         match decision.cache {
-            CacheUse::Hit => host::count("oauth2.guard.cache.hit", 1),
-            CacheUse::Miss => host::count("oauth2.guard.cache.miss", 1),
-            CacheUse::Revalidated => host::count("oauth2.guard.cache.revalidated", 1),
+            CacheUse::Hit => host::count(stats::GUARD_CACHE_HIT, 1),
+            CacheUse::Miss => host::count(stats::GUARD_CACHE_MISS, 1),
+            CacheUse::Revalidated => host::count(stats::GUARD_CACHE_REVALIDATED, 1),
             CacheUse::NotNeeded => {}
         }
         let names = &guard.cfg.headers;
@@ -83,19 +84,19 @@ impl HttpContext for GuardHttp {
                                 host::set_request_header("authorization", None);
                             }
                         }
-                        host::count("oauth2.guard.allowed", 1);
+                        host::count(stats::GUARD_ALLOWED, 1);
                     }
                     None => {
                         for name in names.all() {
                             host::set_request_header(name, None);
                         }
-                        host::count("oauth2.guard.passed_unguarded", 1);
+                        host::count(stats::GUARD_PASSED_UNGUARDED, 1);
                     }
                 }
                 Action::Continue
             }
             Verdict::Deny(reason, response) => {
-                host::count(&format!("oauth2.guard.denied.{}", reason.as_str()), 1);
+                host::count(&format!("{}{}", stats::GUARD_DENIED, reason.as_str()), 1);
                 host::send_response(response.status, &response.headers, &response.body);
                 Action::Pause
             }

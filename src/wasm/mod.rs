@@ -4,6 +4,7 @@
 
 mod guard_filter;
 mod host;
+mod stats;
 mod token_filter;
 
 use std::rc::Rc;
