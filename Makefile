@@ -9,7 +9,7 @@ VENV        := .venv
 ENVOY       := $(VENV)/bin/envoy
 TLS_DIR     := .run/tls
 
-.PHONY: setup build run test hash-secret fmt clean bench
+.PHONY: setup build run test hash-secret keygen fmt clean bench
 
 setup:
 	@set -e; missing=""; \
@@ -59,6 +59,11 @@ bench: setup build
 
 hash-secret:
 	@cargo run --release --quiet --bin hash-secret
+
+# A fresh ES256 key for JWT access tokens: PKCS#8 PEM, public JWK, config snippet.
+# KID=name sets its kid (default: the RFC 7638 thumbprint).
+keygen:
+	@cargo run --release --quiet --bin keygen -- $(if $(KID),--kid $(KID))
 
 fmt:
 	cargo fmt --all
