@@ -82,7 +82,7 @@ bench-memory: setup build
 	python3 bench/memory.py
 
 # cargo-fuzz targets in fuzz/ (own workspace): form, basic_auth, token_config,
-# guard_config, bucket_decode, FUZZ_SECONDS each (default 60). See fuzz/run.sh.
+# guard_config, bucket_decode, token_parse, jwt_parse, FUZZ_SECONDS each (default 60). See fuzz/run.sh.
 FUZZ_SECONDS ?= 60
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh
