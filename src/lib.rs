@@ -9,7 +9,6 @@
 pub mod host;
 pub mod oauth;
 pub mod token;
-pub mod jwt;
 pub mod store;
 pub mod config;
 pub mod authn;

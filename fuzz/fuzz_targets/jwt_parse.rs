@@ -5,7 +5,7 @@
 #![no_main]
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use envoy_oauth2::jwt::{self, KeyEntry, KeySet, Validation};
+use envoy_oauth2::token::jwt::{self, KeyEntry, KeySet, Validation};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 

@@ -5,8 +5,8 @@
 //! Keep the output secret (it holds the private key); the public JWK alone is safe to share.
 
 use envoy_oauth2::host::HostRandomness;
-use envoy_oauth2::jwt::keys::{valid_kid, KeyEntry, MAX_KID_LEN};
-use envoy_oauth2::jwt::{KeySet, PublicJwk, SigningKey};
+use envoy_oauth2::token::jwt::keys::{valid_kid, KeyEntry, MAX_KID_LEN};
+use envoy_oauth2::token::jwt::{KeySet, PublicJwk, SigningKey};
 
 fn main() {
     let mut kid = None;

@@ -3,6 +3,7 @@
 //! access token's format sits behind [`AccessTokenFormat`], so another one
 //! (a signed JWT) can be added without touching the store.
 
+pub mod jwt;
 pub mod keyed_tag;
 pub mod opaque;
 
