@@ -34,6 +34,18 @@ pub trait AccessTokenFormat {
     ) -> Result<MintedToken, RandomUnavailable>;
 }
 
+/// A presented access or refresh token of either format, as the grant it names,
+/// without checking a JWT's signature: for /revoke and /introspect, where the
+/// stored hash of the exact text must match anyway (see `jwt::parse_unverified`).
+/// Opaque tokens never contain a dot.
+pub fn parse_any(text: &str) -> Option<ParsedToken> {
+    if jwt::looks_like_jwt(text) {
+        jwt::parse_unverified(text)
+    } else {
+        parse(text)
+    }
+}
+
 /// Today's opaque access tokens (see `opaque`).
 pub struct Opaque;
 

@@ -38,13 +38,13 @@ pub enum TokenKind {
 }
 
 impl TokenKind {
-    fn tag(self) -> u8 {
+    pub(crate) fn tag(self) -> u8 {
         match self {
             TokenKind::Access => 0xa1,
             TokenKind::Refresh => 0xb1,
         }
     }
-    fn from_tag(tag: u8) -> Option<Self> {
+    pub(crate) fn from_tag(tag: u8) -> Option<Self> {
         match tag {
             0xa1 => Some(TokenKind::Access),
             0xb1 => Some(TokenKind::Refresh),
@@ -60,6 +60,11 @@ pub type GrantId = [u8; GRANT_ID_BYTES];
 pub struct TokenHash(pub [u8; 16]);
 
 impl TokenHash {
+    /// The hash of a token given as text (a JWT: its compact serialization, as
+    /// sent), where the opaque format hashes its decoded bytes.
+    pub fn of_text(text: &str) -> TokenHash {
+        hash_bytes(text.as_bytes())
+    }
     pub fn matches(&self, other: &TokenHash) -> bool {
         self.0.ct_eq(&other.0).into()
     }

@@ -5,9 +5,11 @@
 //! - [`claims`]: what a token says ([`AccessClaims`]);
 //! - [`sign()`]: claims → compact JWS;
 //! - [`verify()`]: compact JWS → claims, or a [`VerifyError`];
-//! - [`jwks`]: the public keys as a JWK Set.
+//! - [`jwks`]: the public keys as a JWK Set;
+//! - [`format`]: [`JwtFormat`], the `AccessTokenFormat` whose `jti` names the grant.
 
 pub mod claims;
+pub mod format;
 mod json;
 pub mod jwks;
 pub mod keys;
@@ -18,6 +20,7 @@ pub mod verify;
 mod tests;
 
 pub use claims::{AccessClaims, Audience};
+pub use format::{parse_unverified, parse_verified, JwtFormat};
 pub use jwks::{jwks_json, PublicJwk};
 pub use keys::{KeyEntry, KeyError, KeySet, PublicKey, PublicKeySet, SigningKey};
 pub use sign::{sign, SignError};
