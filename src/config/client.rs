@@ -5,9 +5,12 @@ use serde::Deserialize;
 use std::collections::HashSet;
 
 use super::error::{check_header_text, check_name, check_scopes, err, ConfigError};
+use super::jwt::FormatName;
 use super::token::{check_lifetimes, LifetimeOverrides, LifetimesConfig};
 use crate::config::secret_hash::SecretHash;
 use crate::oauth::scope;
+use crate::token::jwt::{Audience, JwtFormat};
+use crate::token::{AccessTokenFormat, Opaque};
 
 const MAX_REDIRECT_URI: usize = 1024;
 
@@ -67,6 +70,8 @@ pub(super) struct ClientFile {
     lifetimes: LifetimeOverrides,
     #[serde(default)]
     resource_server: bool,
+    pub(super) access_token_format: Option<FormatName>,
+    pub(super) audience: Option<Audience>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -102,9 +107,19 @@ pub struct Client {
     pub lifetimes: LifetimesConfig,
     /// May introspect tokens issued to other clients (RFC 7662 §4).
     pub resource_server: bool,
+    /// `Some`: this client's access tokens are JWTs (`access_token_format: jwt`).
+    pub jwt: Option<JwtFormat>,
 }
 
 impl Client {
+    /// How this client's access tokens are minted (for `GrantStore::with_format`).
+    pub fn access_format(&self) -> &dyn AccessTokenFormat {
+        match &self.jwt {
+            Some(j) => j,
+            None => &Opaque,
+        }
+    }
+
     pub fn allows(&self, g: GrantType) -> bool {
         self.grant_types.contains(&g)
     }
@@ -216,6 +231,7 @@ pub(super) fn parse_clients(
             default_scope: scope::join(&defaults),
             lifetimes,
             resource_server: c.resource_server,
+            jwt: None,
         });
     }
     Ok(clients)

@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use crate::config::jwt::{parse_guard_jwt, GuardJwt, GuardJwtFile};
 use crate::config::{check_header_text, parse_json, ConfigError};
 use crate::oauth::scope;
 
@@ -141,6 +142,7 @@ struct GuardConfigFile {
     allow_query_token: bool,
     #[serde(default = "default_token_paths")]
     token_endpoint_paths: Vec<String>,
+    jwt: Option<GuardJwtFile>,
 }
 
 fn default_realm() -> String {
@@ -165,6 +167,7 @@ fn default_token_paths() -> Vec<String> {
         "/introspect",
         "/authorize",
         "/.well-known/oauth-authorization-server",
+        "/.well-known/jwks.json",
     ]
     .map(String::from)
     .to_vec()
@@ -194,6 +197,8 @@ pub struct GuardConfig {
     pub hide_credentials: bool,
     pub allow_query_token: bool,
     pub token_endpoint_paths: Vec<String>,
+    /// Accept JWT access tokens verified with these keys (`None`: refuse them).
+    pub jwt: Option<GuardJwt>,
 }
 
 fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
@@ -301,7 +306,12 @@ impl GuardConfig {
                 ));
             }
         }
+        let jwt = match &f.jwt {
+            Some(j) => Some(parse_guard_jwt(j)?),
+            None => None,
+        };
         Ok(GuardConfig {
+            jwt,
             realm: f.realm,
             rules,
             public,

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod error;
 pub mod guard;
+pub mod jwt;
 pub mod secret_hash;
 pub mod token;
 

@@ -6,7 +6,9 @@ use serde::Deserialize;
 
 use super::client::{parse_clients, parse_users, Client, ClientFile, User, UserFile};
 use super::error::{check_header_text, check_name, err, parse_json, ConfigError};
+use super::jwt::{check_audience, parse_token_jwt, FormatName, TokenJwt, TokenJwtFile};
 use crate::store::{StoreLayout, MAX_BUCKETS, MAX_GRANTS_PER_BUCKET};
+use crate::token::jwt::JwtFormat;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,6 +68,8 @@ pub struct PathsConfig {
     pub introspect: String,
     #[serde(default = "default_authorize_path")]
     pub authorize: String,
+    #[serde(default = "default_jwks_path")]
+    pub jwks: String,
 }
 
 impl Default for PathsConfig {
@@ -75,6 +79,7 @@ impl Default for PathsConfig {
             revoke: default_revoke_path(),
             introspect: default_introspect_path(),
             authorize: default_authorize_path(),
+            jwks: default_jwks_path(),
         }
     }
 }
@@ -143,6 +148,9 @@ struct TokenConfigFile {
     users: Vec<UserFile>,
     #[serde(default)]
     revoked_clients: Vec<String>,
+    #[serde(default)]
+    access_token_format: FormatName,
+    jwt: Option<TokenJwtFile>,
 }
 
 fn default_hour() -> u64 {
@@ -165,6 +173,9 @@ fn default_revoke_path() -> String {
 }
 fn default_authorize_path() -> String {
     "/authorize".into()
+}
+fn default_jwks_path() -> String {
+    "/.well-known/jwks.json".into()
 }
 fn default_code_lifetime() -> u64 {
     60
@@ -201,6 +212,8 @@ pub struct TokenConfig {
     pub users: Vec<User>,
     /// Clients whose every grant is revoked when this configuration loads.
     pub revoked_clients: Vec<String>,
+    /// The `jwt` section: signing keys and the JWKS (`None`: no JWKS served).
+    pub jwt: Option<TokenJwt>,
 }
 
 /// A year: no token should outlive that.
@@ -234,6 +247,7 @@ impl TokenConfig {
             ("paths.revoke", &file.paths.revoke),
             ("paths.introspect", &file.paths.introspect),
             ("paths.authorize", &file.paths.authorize),
+            ("paths.jwks", &file.paths.jwks),
         ];
         for (i, (name, p)) in paths.iter().enumerate() {
             if !p.starts_with('/')
@@ -269,7 +283,14 @@ impl TokenConfig {
                 format!("must be between 1 and {MAX_CODE_LIFETIME} seconds"),
             ));
         }
-        let clients = parse_clients(&file.clients, &file.default_tenant, &file.lifetimes)?;
+        let mut clients = parse_clients(&file.clients, &file.default_tenant, &file.lifetimes)?;
+        let jwt = match &file.jwt {
+            Some(j) => Some(parse_token_jwt(j, file.issuer.as_deref())?),
+            None => None,
+        };
+        for (i, (client, f)) in clients.iter_mut().zip(&file.clients).enumerate() {
+            client.jwt = jwt_format(i, f, file.access_token_format, jwt.as_ref())?;
+        }
         let users = parse_users(&file.users, &file.default_tenant)?;
         if file.throttle.max_failures > 0 && !(1..=86400).contains(&file.throttle.window_seconds) {
             return Err(err(
@@ -312,6 +333,7 @@ impl TokenConfig {
             clients,
             users,
             revoked_clients: file.revoked_clients,
+            jwt,
         })
     }
 
@@ -333,6 +355,55 @@ impl TokenConfig {
             format!("{username}@{}", self.default_tenant)
         }
     }
+}
+
+/// A client's JWT format, when it (or the default) says `jwt`: the keys of the
+/// `jwt` section, its issuer, and the client's audience (or the default one).
+fn jwt_format(
+    i: usize,
+    f: &ClientFile,
+    default: FormatName,
+    jwt: Option<&TokenJwt>,
+) -> Result<Option<JwtFormat>, ConfigError> {
+    let format_field = match f.access_token_format {
+        Some(_) => format!("clients[{i}].access_token_format"),
+        None => "access_token_format".to_string(),
+    };
+    if f.access_token_format.unwrap_or(default) == FormatName::Opaque {
+        if f.audience.is_some() {
+            return Err(err(
+                format!("clients[{i}].audience"),
+                "applies only to clients with `access_token_format: jwt`",
+            ));
+        }
+        return Ok(None);
+    }
+    let Some(jwt) = jwt else {
+        return Err(err(
+            format_field,
+            "`jwt` needs the `jwt` section with at least one signing key (`make keygen`)",
+        ));
+    };
+    let Some(issuer) = jwt.issuer.clone() else {
+        return Err(err(
+            "jwt.issuer",
+            "required when a client uses JWT access tokens (or set the top-level `issuer`)",
+        ));
+    };
+    let audience = match &f.audience {
+        Some(a) => check_audience(&format!("clients[{i}].audience"), a)?,
+        None => jwt.audience.clone().ok_or_else(|| {
+            err(
+                format!("clients[{i}].audience"),
+                "required for JWT access tokens (or set the default `jwt.audience`)",
+            )
+        })?,
+    };
+    Ok(Some(JwtFormat {
+        keys: jwt.keys.clone(),
+        issuer,
+        audience,
+    }))
 }
 
 pub(super) fn check_lifetimes(field: &str, l: &LifetimesConfig) -> Result<(), ConfigError> {

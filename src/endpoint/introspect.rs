@@ -65,7 +65,7 @@ fn introspect(
     // As at /revoke, the hint never changes the answer.
     let _ = form.one("token_type_hint").map_err(repeated)?;
     let inactive = || Ok((INACTIVE.to_string(), Outcome::IntrospectedInactive));
-    let Some(parsed) = token::parse(presented) else {
+    let Some(parsed) = token::parse_any(presented) else {
         return inactive();
     };
     let Some(grant) = store.lookup(&parsed, env.clock.now_secs()) else {

@@ -69,6 +69,9 @@ pub fn metadata(cfg: &TokenConfig, scheme: &str, host: &str) -> Response {
         "revocation_endpoint_auth_methods_supported": public_methods,
         "introspection_endpoint_auth_methods_supported": secret_methods,
     });
+    if cfg.jwt.is_some() {
+        body["jwks_uri"] = json!(format!("{issuer}{}", cfg.paths.jwks));
+    }
     if !response_types.is_empty() {
         body["authorization_endpoint"] = json!(format!("{issuer}{}", cfg.paths.authorize));
         // RFC 9207: authorization responses carry `iss` when the issuer is configured.

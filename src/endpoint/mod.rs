@@ -5,6 +5,7 @@
 pub mod authorize;
 pub mod common;
 pub mod introspect;
+pub mod jwks;
 pub mod metadata;
 pub mod revoke;
 pub mod token;

@@ -42,7 +42,7 @@ fn revoke_inner(
     // a wrong or unknown hint never stops the search (RFC 7009 §2.1).
     let _ = form.one("token_type_hint").map_err(repeated)?;
     let done = Response::new(200).no_store();
-    let Some(parsed) = token::parse(presented) else {
+    let Some(parsed) = token::parse_any(presented) else {
         return Ok((done, Outcome::RevokeUnknown));
     };
     match store

@@ -51,10 +51,10 @@ pub fn handle_token(
     }
 }
 
-fn token_inner(
-    cfg: &TokenConfig,
+fn token_inner<'a>(
+    cfg: &'a TokenConfig,
     env: &mut ServiceEnv,
-    store: &mut GrantStore,
+    store: &mut GrantStore<'a>,
     req: &EndpointRequest,
 ) -> Result<(GrantType, IssuedTokens), OAuthError> {
     let form = read_form(cfg, req)?;

@@ -6,10 +6,10 @@ use crate::grant::{resolve_scope, store_error};
 use crate::oauth::error::OAuthError;
 use crate::store::{GrantRequest, GrantStore, IssuedTokens, Lifetimes};
 
-pub fn issue(
-    client: &Client,
+pub fn issue<'a>(
+    client: &'a Client,
     requested: &[&str],
-    store: &mut GrantStore,
+    store: &mut GrantStore<'a>,
     now: u64,
 ) -> Result<IssuedTokens, OAuthError> {
     let scope = resolve_scope(client, requested, None)?;
@@ -22,5 +22,8 @@ pub fn issue(
             refresh: None,
         },
     };
-    store.issue(&req, now).map_err(store_error)
+    store
+        .with_format(client.access_format())
+        .issue(&req, now)
+        .map_err(store_error)
 }

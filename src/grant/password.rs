@@ -11,13 +11,13 @@ use crate::oauth::error::{invalid_request, throttled, ErrorCode, OAuthError};
 use crate::oauth::form::Form;
 use crate::store::{GrantRequest, GrantStore, IssuedTokens, Lifetimes};
 
-pub fn issue(
+pub fn issue<'a>(
     cfg: &TokenConfig,
     env: &mut ServiceEnv,
-    client: &Client,
+    client: &'a Client,
     form: &Form,
     requested: &[&str],
-    store: &mut GrantStore,
+    store: &mut GrantStore<'a>,
     now: u64,
 ) -> Result<IssuedTokens, OAuthError> {
     let username = form.one("username").map_err(repeated)?;
@@ -50,5 +50,8 @@ pub fn issue(
                 .then_some(client.lifetimes.refresh_token),
         },
     };
-    store.issue(&req, now).map_err(store_error)
+    store
+        .with_format(client.access_format())
+        .issue(&req, now)
+        .map_err(store_error)
 }

@@ -9,12 +9,12 @@ use crate::oauth::form::Form;
 use crate::store::{GrantStore, IssuedTokens, Lifetimes, RefreshError};
 use crate::token;
 
-pub fn rotate(
+pub fn rotate<'a>(
     cfg: &TokenConfig,
-    client: &Client,
+    client: &'a Client,
     form: &Form,
     requested: &[&str],
-    store: &mut GrantStore,
+    store: &mut GrantStore<'a>,
     now: u64,
 ) -> Result<IssuedTokens, OAuthError> {
     let Some(presented) = form.one("refresh_token").map_err(repeated)? else {
@@ -33,6 +33,7 @@ pub fn rotate(
     };
     let narrowed = (!requested.is_empty()).then_some(requested);
     store
+        .with_format(client.access_format())
         .refresh(
             &parsed,
             &client.client_id,

@@ -9,7 +9,8 @@ use crate::guard::cache::{Identity, ValidationCache};
 use crate::host::KvStore;
 use crate::oauth::response::Response;
 use crate::store::GrantStore;
-use crate::token::{self, TokenKind};
+use crate::token::jwt::{self, Validation, MAX_TOKEN_LEN};
+use crate::token::{self, ParsedToken, TokenHash, TokenKind};
 
 pub struct GuardRequest<'a> {
     pub method: &'a str,
@@ -67,6 +68,8 @@ pub struct Decision {
 pub struct Guard {
     pub cfg: GuardConfig,
     cache: ValidationCache,
+    /// JWT signature checks done (a cache hit does none).
+    jwt_verifications: u64,
 }
 
 enum Requirement {
@@ -81,7 +84,15 @@ const INVALID: &str = "the access token is invalid, expired or revoked";
 impl Guard {
     pub fn new(cfg: GuardConfig) -> Self {
         let cache = ValidationCache::new(cfg.cache.max_entries);
-        Guard { cfg, cache }
+        Guard {
+            cfg,
+            cache,
+            jwt_verifications: 0,
+        }
+    }
+
+    pub fn jwt_verifications(&self) -> u64 {
+        self.jwt_verifications
     }
 
     pub fn cached_entries(&self) -> usize {
@@ -170,30 +181,60 @@ impl Guard {
 
     /// The token's identity if valid. Immediate mode reads the shard's revocation
     /// generation before the store, so a revocation racing with this check is
-    /// seen by the next request at the latest.
+    /// seen by the next request at the latest. A JWT is looked up in the cache
+    /// by the hash of its text first: a hit skips the signature check.
     fn validate(
         &mut self,
         kv: &dyn KvStore,
         now: u64,
         text: &str,
     ) -> (Option<Rc<Identity>>, CacheUse) {
-        let Some(parsed) = token::parse(text).filter(|t| t.kind == TokenKind::Access) else {
-            return (None, CacheUse::NotNeeded);
-        };
         let immediate = self.cfg.revocation_mode == RevocationMode::Immediate;
-        let generation = if immediate {
-            GrantStore::revocation_generation(kv, parsed.bucket)
+        let generation_of = |bucket| {
+            if immediate {
+                GrantStore::revocation_generation(kv, bucket)
+            } else {
+                0
+            }
+        };
+        let is_jwt = jwt::looks_like_jwt(text);
+        let (hash, known_bucket) = if is_jwt {
+            // Without a `jwt` section, JWT-shaped tokens are simply invalid.
+            if self.cfg.jwt.is_none() || text.len() > MAX_TOKEN_LEN {
+                return (None, CacheUse::NotNeeded);
+            }
+            (TokenHash::of_text(text), None)
         } else {
-            0
+            match token::parse(text).filter(|t| t.kind == TokenKind::Access) {
+                Some(p) => (p.hash, Some(p)),
+                None => return (None, CacheUse::NotNeeded),
+            }
         };
         let mut cache_use = CacheUse::Miss;
-        if let Some(entry) = self.cache.get(&parsed.hash, now) {
+        if let Some(entry) = self.cache.get(&hash, now) {
             // Entries never outlive their token (valid_until <= expiry).
-            if entry.generation == generation {
+            if entry.generation == generation_of(entry.bucket) {
                 return (entry.identity.clone(), CacheUse::Hit);
             }
             cache_use = CacheUse::Revalidated;
         }
+        let parsed = match known_bucket {
+            Some(p) => p,
+            // Revalidating a JWT this worker verified before (same text, same
+            // hash): only its grant needs checking again.
+            None if cache_use == CacheUse::Revalidated => match jwt::parse_unverified(text) {
+                Some(p) => p,
+                None => return (None, cache_use),
+            },
+            None => match self.verify_jwt(text, now) {
+                Some(p) => p,
+                None => {
+                    self.cache.remove(&hash);
+                    return (None, cache_use);
+                }
+            },
+        };
+        let generation = generation_of(parsed.bucket);
         let identity = GrantStore::lookup_in(kv, &parsed, now)
             .ok()
             .flatten()
@@ -211,8 +252,13 @@ impl Guard {
                 let until = now
                     .saturating_add(self.cfg.cache.ttl_seconds)
                     .min(i.expires_at);
-                self.cache
-                    .insert(parsed.hash, identity.clone(), until, generation);
+                self.cache.insert(
+                    parsed.hash,
+                    identity.clone(),
+                    until,
+                    generation,
+                    parsed.bucket,
+                );
             }
             None if self.cfg.cache.negative_ttl_seconds > 0 => {
                 self.cache.insert(
@@ -220,11 +266,28 @@ impl Guard {
                     None,
                     now + self.cfg.cache.negative_ttl_seconds,
                     generation,
+                    parsed.bucket,
                 );
             }
             None => self.cache.remove(&parsed.hash),
         }
         (identity, cache_use)
+    }
+
+    /// A JWT's signature, `typ`, `iss`, `aud`, `exp`/`nbf`/`iat` (with leeway),
+    /// then the grant its `jti` names. Any failure is `invalid_token`.
+    fn verify_jwt(&mut self, text: &str, now: u64) -> Option<ParsedToken> {
+        let cfg = self.cfg.jwt.as_ref()?;
+        self.jwt_verifications += 1;
+        let v = Validation {
+            issuer: &cfg.issuer,
+            audiences: &cfg.audiences,
+            now,
+            leeway: cfg.leeway,
+        };
+        jwt::parse_verified(text, &cfg.keys, &v)
+            .ok()
+            .map(|(p, _)| p)
     }
 
     fn challenge(&self, error: Option<(&str, &str)>, scope: Option<&str>) -> String {

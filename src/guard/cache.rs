@@ -33,6 +33,9 @@ pub struct CacheEntry {
     pub valid_until: u64,
     /// Revocation generation of the token's shard when the entry was made.
     pub generation: u64,
+    /// The token's bucket, whose shard `generation` belongs to (a JWT's bucket
+    /// is known only after verification; a hit must not need it).
+    pub bucket: u32,
     seq: u64,
 }
 
@@ -72,6 +75,7 @@ impl ValidationCache {
         identity: Option<Rc<Identity>>,
         valid_until: u64,
         generation: u64,
+        bucket: u32,
     ) {
         if self.capacity == 0 {
             return;
@@ -93,6 +97,7 @@ impl ValidationCache {
                 identity,
                 valid_until,
                 generation,
+                bucket,
                 seq,
             },
         );
@@ -136,7 +141,7 @@ mod tests {
     #[test]
     fn entries_expire() {
         let mut c = ValidationCache::new(4);
-        c.insert(TokenHash([1; 16]), id(1), 100, 0);
+        c.insert(TokenHash([1; 16]), id(1), 100, 0, 0);
         assert!(c.get(&TokenHash([1; 16]), 99).is_some());
         assert!(c.get(&TokenHash([1; 16]), 100).is_none());
         assert!(c.is_empty());
@@ -146,9 +151,9 @@ mod tests {
     fn bounded_with_fifo_eviction() {
         let mut c = ValidationCache::new(3);
         for n in 0..10u8 {
-            c.insert(TokenHash([n; 16]), id(n as u64), 1000, 0);
+            c.insert(TokenHash([n; 16]), id(n as u64), 1000, 0, 0);
             // Re-inserting the same key does not grow anything.
-            c.insert(TokenHash([n; 16]), id(n as u64), 1000, 0);
+            c.insert(TokenHash([n; 16]), id(n as u64), 1000, 0, 0);
             assert!(c.len() <= 3);
             assert!(c.order.len() <= 3 * 2 + 16);
         }
@@ -159,7 +164,7 @@ mod tests {
     #[test]
     fn zero_capacity_caches_nothing() {
         let mut c = ValidationCache::new(0);
-        c.insert(TokenHash([1; 16]), id(1), 1000, 0);
+        c.insert(TokenHash([1; 16]), id(1), 1000, 0, 0);
         assert!(c.get(&TokenHash([1; 16]), 0).is_none());
     }
 

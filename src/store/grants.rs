@@ -90,7 +90,7 @@ impl<'a> GrantStore<'a> {
     }
 
     /// Mints access tokens in `format` from now on.
-    pub fn with_format(mut self, format: &'a dyn AccessTokenFormat) -> Self {
+    pub fn with_format(&mut self, format: &'a dyn AccessTokenFormat) -> &mut Self {
         self.format = format;
         self
     }

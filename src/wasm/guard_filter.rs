@@ -53,7 +53,11 @@ impl HttpContext for GuardHttp {
             path: &path,
             authorization: authorization.as_deref(),
         };
+        let verified_before = guard.jwt_verifications();
         let decision = guard.check(&SharedDataKv, HostClock.now_secs(), &req);
+        if guard.jwt_verifications() != verified_before {
+            host::count(stats::GUARD_JWT_VERIFIED, 1);
+        }
         match decision.cache {
             CacheUse::Hit => host::count(stats::GUARD_CACHE_HIT, 1),
             CacheUse::Miss => host::count(stats::GUARD_CACHE_MISS, 1),

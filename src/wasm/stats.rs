@@ -6,6 +6,8 @@ pub const GUARD_PASSED_UNGUARDED: &str = "oauth2.guard.passed_unguarded";
 pub const GUARD_CACHE_HIT: &str = "oauth2.guard.cache.hit";
 pub const GUARD_CACHE_MISS: &str = "oauth2.guard.cache.miss";
 pub const GUARD_CACHE_REVALIDATED: &str = "oauth2.guard.cache.revalidated";
+/// JWT signature checks (cache misses on JWTs; a hit does none).
+pub const GUARD_JWT_VERIFIED: &str = "oauth2.guard.jwt_verified";
 /// + the reason (`missing_token`, `invalid_token`, `insufficient_scope`, …).
 pub const GUARD_DENIED: &str = "oauth2.guard.denied.";
 

@@ -20,6 +20,7 @@ use crate::endpoint::common::{
     Outcome,
 };
 use crate::endpoint::introspect::handle_introspect;
+use crate::endpoint::jwks::jwks;
 use crate::endpoint::metadata::metadata;
 use crate::endpoint::revoke::handle_revoke;
 use crate::endpoint::token::handle_token;
@@ -279,6 +280,12 @@ impl HttpContext for TokenHttp {
             Some(Endpoint::Introspect)
         } else if path == METADATA_PATH.as_bytes() {
             return self.serve_metadata();
+        } else if path == paths.jwks.as_bytes() {
+            let method = host::request_header_str(":method").unwrap_or_default();
+            return match jwks(&self.shared.cfg, &method) {
+                Some(r) => self.answer(r.status, &r.headers, &r.body),
+                None => Action::Continue,
+            };
         } else {
             None
         };

@@ -370,10 +370,10 @@ fn show_login(
 }
 
 /// The POST of the login form.
-fn submit(
-    cfg: &TokenConfig,
+fn submit<'a>(
+    cfg: &'a TokenConfig,
     env: &mut ServiceEnv,
-    store: &mut GrantStore,
+    store: &mut GrantStore<'a>,
     req: &AuthorizeRequest,
 ) -> (Response, AuthorizeOutcome) {
     if req.body.len() > cfg.max_body_bytes {
@@ -553,7 +553,7 @@ fn submit(
                     refresh: None,
                 },
             };
-            match store.issue(&grant, now) {
+            match store.with_format(client.access_format()).issue(&grant, now) {
                 Ok(t) => {
                     let expires_in = t.expires_in.to_string();
                     done(
