@@ -20,6 +20,7 @@
 mod encoding;
 mod envoy;
 mod http;
+pub mod jwt;
 mod paths;
 
 pub use encoding::*;
