@@ -394,6 +394,9 @@ class Material:
     def __init__(self) -> None:
         self.hs_jwks, self.hs_token = jwt_hs256()
         self.es_jwks, self.es_token = jwt_es256()
+        # The same P-256 key (SEC1 PEM, kid bench-es) signs this project's JWTs in the
+        # *-jwt-* variants, so jwt_authn's local JWKS above also verifies them.
+        self.es_pem = (RUN_DIR / "keys" / "es256.pem").read_text()
         log(f"setup: hashing the bench credentials (PBKDF2-SHA256, {HASH_ITERATIONS} iterations)")
         self.client_hash = hash_secret(CLIENT_SECRET)
         self.user_hash = hash_secret(PASSWORD)
@@ -405,28 +408,36 @@ class Material:
                 raise BenchError(f"{src} not found: `make bench` builds it")
             shutil.copyfile(src, dst)
 
-    def token_config(self) -> str:
-        return json.dumps({
+    def token_config(self, jwt: bool = False) -> str:
+        cfg = {
             "realm": "bench",
             "clients": [{"client_id": CLIENT_ID, "secret_hash": self.client_hash,
                          "grant_types": ["client_credentials", "password", "refresh_token"],
                          "scopes": ["default"], "default_scope": "default"}],
             "users": [{"username": USERNAME, "password_hash": self.user_hash, "scopes": ["default"]}],
-        }, indent=2)
+        }
+        if jwt:
+            cfg["access_token_format"] = "jwt"
+            cfg["jwt"] = {"issuer": JWT_ISSUER, "audience": JWT_AUDIENCE,
+                          "keys": [{"kid": "bench-es", "pem": self.es_pem}]}
+        return json.dumps(cfg, indent=2)
 
-    def token_filter(self) -> str:
-        return fill_all(template("token.yaml"), WASM=str(self.main_wasm), TOKEN_CONFIG=self.token_config())
+    def token_filter(self, jwt: bool = False) -> str:
+        return fill_all(template("token.yaml"), WASM=str(self.main_wasm), TOKEN_CONFIG=self.token_config(jwt))
 
-    def guard_filter(self, cache: dict | None) -> str:
+    def guard_filter(self, cache: dict | None, jwt: bool = False) -> str:
         cfg = {"realm": "bench", "rules": [{"prefix": "/api/", "scopes": []}],
                "default_action": "deny"}
         if cache is not None:
             cfg["cache"] = cache
+        if jwt:
+            cfg["jwt"] = {"issuer": JWT_ISSUER, "audiences": [JWT_AUDIENCE],
+                          "keys": [{"jwk": json.loads(self.es_jwks)["keys"][0]}]}
         return fill_all(template("guard.yaml"), WASM=str(self.main_wasm),
                         GUARD_CONFIG=json.dumps(cfg, indent=2))
 
-    def issuer_listener(self) -> str:
-        return fill_all(template("issuer_listener.yaml"), TOKEN_FILTER=self.token_filter())
+    def issuer_listener(self, jwt: bool = False) -> str:
+        return fill_all(template("issuer_listener.yaml"), TOKEN_FILTER=self.token_filter(jwt))
 
     def jwt_filter(self, alg: str, cache: bool) -> str:
         jwks = self.hs_jwks if alg == "hs256" else self.es_jwks
@@ -495,11 +506,15 @@ def make_variants(m: Material) -> list[Variant]:
                 headers=lambda t, token=token: {"Authorization": f"Bearer {token}"},
                 checks=jchecks))
 
-    def guard_prepare(t: Target):
+    def guard_prepare(t: Target, jwt: bool = False):
         r = post_token(t.ctx["issuer"], "grant_type=client_credentials")
         if r.status != 200:
             raise BenchError(f"token issuance for the guard failed: {r.status} {r.body[:300]}")
         t.ctx["token"] = token_field(r, "access_token")
+        if jwt != (t.ctx["token"].count(".") == 2):
+            raise BenchError(f"expected {'a JWT' if jwt else 'an opaque token'}, got {t.ctx['token'][:40]}…")
+
+    jwt_prepare = lambda t: guard_prepare(t, jwt=True)
 
     def gchecks(t: Target):
         tok = t.ctx["token"]
@@ -539,6 +554,26 @@ def make_variants(m: Material) -> list[Variant]:
                      filters=lambda: m.guard_filter({"max_entries": 0}), extra=m.issuer_listener,
                      headers=bearer, prepare=guard_prepare, checks=gchecks,
                      post_check=guard_cache_check("miss")))
+    def jwt_miss_check(t: Target, measured: int, before: dict[str, int]) -> str | None:
+        note = guard_cache_check("miss")(t, measured, before)
+        after = guard_stats(t)
+        n = (stat_sum(after, "guard.jwt_verified") or 0) - (stat_sum(before, "guard.jwt_verified") or 0)
+        if n < measured:
+            raise BenchError(f"guard-jwt-miss: {n} signature checks for {measured} measured requests")
+        return f"{note}; signature checks: {n}"
+
+    V.append(Variant("guard-jwt-hit", "guard", "bearer guard, JWT access token in the validation cache", 200,
+                     filters=lambda: m.guard_filter(None, jwt=True), extra=lambda: m.issuer_listener(jwt=True),
+                     headers=bearer, prepare=jwt_prepare, checks=gchecks, post_check=guard_cache_check("hit")))
+    V.append(Variant("guard-jwt-miss", "guard",
+                     "bearer guard, JWT, cache disabled: ES256 signature check + store lookup every time", 200,
+                     filters=lambda: m.guard_filter({"max_entries": 0}, jwt=True),
+                     extra=lambda: m.issuer_listener(jwt=True), headers=bearer, prepare=jwt_prepare,
+                     checks=gchecks, post_check=jwt_miss_check))
+    V.append(Variant("jwt-es256-ours", "jwt",
+                     "jwt_authn (with its cache) validating this project's JWTs (no revocation check)", 200,
+                     filters=lambda: m.jwt_filter("es256", True), extra=lambda: m.issuer_listener(jwt=True),
+                     headers=bearer, prepare=jwt_prepare, checks=gchecks))
     V.append(Variant("guard-401", "guard", "bearer guard, no token: local 401", 401,
                      filters=lambda: m.guard_filter(None), extra=m.issuer_listener,
                      prepare=guard_prepare, checks=gchecks, post_check=guard_cache_check("none")))
@@ -607,6 +642,16 @@ def make_variants(m: Material) -> list[Variant]:
     V.append(Variant("token-cc", "token", "POST /token, client_credentials (Basic auth)", 200,
                      method="POST", path="/token", filters=m.token_filter, headers=auth,
                      body=lambda t: "grant_type=client_credentials", checks=cc_checks))
+    def jwt_cc_checks(t: Target):
+        checks = cc_checks(t)
+        tok = token_field(checks[0][1], "access_token")
+        if tok.count(".") != 2:
+            raise BenchError(f"token-jwt: expected a JWT, got {tok[:40]}…")
+        return checks
+
+    V.append(Variant("token-jwt", "token", "POST /token, client_credentials, JWT access token (ES256 signing)", 200,
+                     method="POST", path="/token", filters=lambda: m.token_filter(jwt=True), headers=auth,
+                     body=lambda t: "grant_type=client_credentials", checks=jwt_cc_checks))
     V.append(Variant("token-password", "token", "POST /token, password grant (access + refresh token)", 200,
                      method="POST", path="/token", filters=m.token_filter, headers=auth,
                      body=lambda t: password_body, checks=pw_checks))
