@@ -21,6 +21,7 @@ mod encoding;
 mod envoy;
 mod http;
 mod paths;
+pub mod etcd;
 
 pub use encoding::*;
 pub use envoy::*;
