@@ -1,5 +1,6 @@
 //! The bearer guard's plugin configuration (root_id `oauth2_guard`).
 
+use super::store::{parse_store, RemoteStore, StoreFile};
 use serde::Deserialize;
 
 use crate::config::{check_header_text, parse_json, ConfigError};
@@ -121,6 +122,8 @@ impl IdentityHeaders {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct GuardConfigFile {
+    #[serde(default)]
+    store: StoreFile,
     #[serde(default = "default_realm")]
     realm: String,
     #[serde(default)]
@@ -184,6 +187,8 @@ fn h_expires() -> String {
 
 #[derive(Debug, Clone)]
 pub struct GuardConfig {
+    /// `None`: shared data; `Some`: etcd (fleet mode).
+    pub remote: Option<RemoteStore>,
     pub realm: String,
     pub rules: Vec<Rule>,
     pub public: Vec<PathMatch>,
@@ -301,7 +306,9 @@ impl GuardConfig {
                 ));
             }
         }
+        let (_, remote) = parse_store(&f.store)?;
         Ok(GuardConfig {
+            remote,
             realm: f.realm,
             rules,
             public,

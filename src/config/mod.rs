@@ -7,6 +7,7 @@ pub mod client;
 pub mod error;
 pub mod guard;
 pub mod secret_hash;
+pub mod store;
 pub mod token;
 
 pub use client::{Client, GrantType, User};

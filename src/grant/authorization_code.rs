@@ -12,10 +12,10 @@ use crate::token::{self, HandleKind};
 
 /// `grant_type=authorization_code` at /token (RFC 6749 §4.1.3, RFC 7636 §4.5):
 /// `client` is already authenticated (a public client by its id alone).
-pub fn exchange(
+pub async fn exchange(
     client: &Client,
     form: &Form,
-    store: &mut GrantStore,
+    store: &mut GrantStore<'_>,
     now: u64,
 ) -> Result<IssuedTokens, OAuthError> {
     let param = |name| {
@@ -42,11 +42,14 @@ pub fn exchange(
                 .then_some(client.lifetimes.refresh_token),
         },
     };
-    store.redeem_code(&parsed, &r, now).map_err(|e| match e {
-        RedeemError::Invalid(d) => invalid(d),
-        RedeemError::Replayed => {
-            invalid("the authorization code was already used: the tokens issued for it are revoked")
-        }
-        RedeemError::Store(s) => store_error(s),
-    })
+    store
+        .redeem_code(&parsed, &r, now)
+        .await
+        .map_err(|e| match e {
+            RedeemError::Invalid(d) => invalid(d),
+            RedeemError::Replayed => invalid(
+                "the authorization code was already used: the tokens issued for it are revoked",
+            ),
+            RedeemError::Store(s) => store_error(s),
+        })
 }

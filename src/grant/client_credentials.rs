@@ -6,10 +6,10 @@ use crate::grant::{resolve_scope, store_error};
 use crate::oauth::error::OAuthError;
 use crate::store::{GrantRequest, GrantStore, IssuedTokens, Lifetimes};
 
-pub fn issue(
+pub async fn issue(
     client: &Client,
     requested: &[&str],
-    store: &mut GrantStore,
+    store: &mut GrantStore<'_>,
     now: u64,
 ) -> Result<IssuedTokens, OAuthError> {
     let scope = resolve_scope(client, requested, None)?;
@@ -22,5 +22,5 @@ pub fn issue(
             refresh: None,
         },
     };
-    store.issue(&req, now).map_err(store_error)
+    store.issue(&req, now).await.map_err(store_error)
 }

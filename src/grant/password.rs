@@ -11,13 +11,13 @@ use crate::oauth::error::{invalid_request, throttled, ErrorCode, OAuthError};
 use crate::oauth::form::Form;
 use crate::store::{GrantRequest, GrantStore, IssuedTokens, Lifetimes};
 
-pub fn issue(
+pub async fn issue(
     cfg: &TokenConfig,
-    env: &mut ServiceEnv,
+    env: &mut ServiceEnv<'_>,
     client: &Client,
     form: &Form,
     requested: &[&str],
-    store: &mut GrantStore,
+    store: &mut GrantStore<'_>,
     now: u64,
 ) -> Result<IssuedTokens, OAuthError> {
     let username = form.one("username").map_err(repeated)?;
@@ -27,11 +27,11 @@ pub fn issue(
     };
     let subject_name = cfg.qualified_username(username);
     let subject = Subject::User(&subject_name);
-    if let Some(wait) = cfg.throttle.retry_after(env.kv, subject, now) {
+    if let Some(wait) = cfg.throttle.retry_after(&env.kv, subject, now).await {
         return Err(throttled(wait));
     }
     let Some(user) = authenticate_user(cfg, env.credentials, username, password) else {
-        cfg.throttle.record_failure(env.kv, subject, now);
+        cfg.throttle.record_failure(&env.kv, subject, now).await;
         return Err(OAuthError::new(
             ErrorCode::InvalidGrant,
             "invalid resource owner credentials",
@@ -50,5 +50,5 @@ pub fn issue(
                 .then_some(client.lifetimes.refresh_token),
         },
     };
-    store.issue(&req, now).map_err(store_error)
+    store.issue(&req, now).await.map_err(store_error)
 }

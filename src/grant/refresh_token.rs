@@ -9,12 +9,12 @@ use crate::oauth::form::Form;
 use crate::store::{GrantStore, IssuedTokens, Lifetimes, RefreshError};
 use crate::token;
 
-pub fn rotate(
+pub async fn rotate(
     cfg: &TokenConfig,
     client: &Client,
     form: &Form,
     requested: &[&str],
-    store: &mut GrantStore,
+    store: &mut GrantStore<'_>,
     now: u64,
 ) -> Result<IssuedTokens, OAuthError> {
     let Some(presented) = form.one("refresh_token").map_err(repeated)? else {
@@ -41,6 +41,7 @@ pub fn rotate(
             cfg.refresh_token_grace_seconds,
             now,
         )
+        .await
         .map_err(|e| match e {
             RefreshError::InvalidGrant => invalid(),
             RefreshError::InvalidScope => OAuthError::new(

@@ -8,8 +8,10 @@ use crate::config::guard::{DefaultAction, GuardConfig, RevocationMode};
 use crate::guard::cache::{Identity, ValidationCache};
 use crate::host::KvStore;
 use crate::oauth::response::Response;
-use crate::store::GrantStore;
-use crate::token::{self, TokenKind};
+use crate::store::grant::Grant;
+use crate::store::kv::{run_now, Kv};
+use crate::store::{GrantStore, LookupFailed};
+use crate::token::{self, ParsedToken, TokenKind};
 
 pub struct GuardRequest<'a> {
     pub method: &'a str,
@@ -25,6 +27,8 @@ pub enum Reason {
     InsufficientScope,
     InvalidRequest,
     NoRule,
+    /// The store could not be asked (fleet mode): 503, never a pass.
+    StoreUnavailable,
 }
 
 impl Reason {
@@ -35,6 +39,7 @@ impl Reason {
             Reason::InsufficientScope => "insufficient_scope",
             Reason::InvalidRequest => "invalid_request",
             Reason::NoRule => "no_rule",
+            Reason::StoreUnavailable => "store_unavailable",
         }
     }
 }
@@ -64,6 +69,21 @@ pub struct Decision {
     pub token_in_query: bool,
 }
 
+/// Where [`Guard::begin`] left a request.
+pub enum Check {
+    Decided(Decision),
+    /// The token must be read from the store; then [`Guard::finish`].
+    Lookup(PendingLookup),
+}
+
+pub struct PendingLookup {
+    pub token: ParsedToken,
+    rule: Option<usize>,
+    generation: u64,
+    cache_use: CacheUse,
+    token_in_query: bool,
+}
+
 pub struct Guard {
     pub cfg: GuardConfig,
     cache: ValidationCache,
@@ -88,7 +108,30 @@ impl Guard {
         self.cache.len()
     }
 
+    /// The whole decision over a store that answers at once (shared data).
     pub fn check(&mut self, kv: &dyn KvStore, now: u64, req: &GuardRequest) -> Decision {
+        match self.begin(kv, true, now, req) {
+            Check::Decided(d) => d,
+            Check::Lookup(pending) => {
+                let found = run_now(GrantStore::lookup_in(&Kv::Local(kv), &pending.token, now))
+                    .unwrap_or(Err(LookupFailed::Unavailable));
+                self.finish(pending, found, now)
+            }
+        }
+    }
+
+    /// Everything that needs no store read: the rule, the token, the cache.
+    /// `generations` is the local shared data holding the revocation
+    /// generations; `cache_trusted` is false when this node cannot be sure it
+    /// heard of every revocation (fleet mode, see `revocation_feed`): then even
+    /// a cached token is checked in the store.
+    pub fn begin(
+        &mut self,
+        generations: &dyn KvStore,
+        cache_trusted: bool,
+        now: u64,
+        req: &GuardRequest,
+    ) -> Check {
         let (path, query) = split_path(req.path);
         let requirement = self.requirement(req.method, path);
         let mut decision = Decision {
@@ -97,38 +140,123 @@ impl Guard {
             token_in_query: false,
         };
         let rule = match requirement {
-            Requirement::None => return decision,
+            Requirement::None => return Check::Decided(decision),
             Requirement::Deny => {
                 decision.verdict = Verdict::Deny(Reason::NoRule, self.forbidden());
-                return decision;
+                return Check::Decided(decision);
             }
             Requirement::Token(rule) => rule,
         };
-        let presented = match self.presented_token(req.authorization, query) {
-            Ok(Some((t, in_query))) => {
-                decision.token_in_query = in_query;
-                t
-            }
+        let (presented, token_in_query) = match self.presented_token(req.authorization, query) {
+            Ok(Some(t)) => t,
             Ok(None) => {
                 decision.verdict = Verdict::Deny(Reason::MissingToken, self.unauthorized(None));
-                return decision;
+                return Check::Decided(decision);
             }
             Err(()) => {
                 decision.verdict = Verdict::Deny(Reason::InvalidRequest, self.bad_request());
+                return Check::Decided(decision);
+            }
+        };
+        decision.token_in_query = token_in_query;
+        let Some(parsed) = token::parse(&presented).filter(|t| t.kind == TokenKind::Access) else {
+            decision.verdict = self.verdict(rule, None);
+            return Check::Decided(decision);
+        };
+        // Immediate mode reads the shard's revocation generation before the
+        // store, so a revocation racing with this check is seen by the next
+        // request at the latest.
+        let generation = if self.cfg.revocation_mode == RevocationMode::Immediate {
+            GrantStore::revocation_generation(generations, parsed.bucket)
+        } else {
+            0
+        };
+        let mut cache_use = CacheUse::Miss;
+        if let Some(entry) = self.cache.get(&parsed.hash, now) {
+            // Entries never outlive their token (valid_until <= expiry).
+            if entry.generation == generation && cache_trusted {
+                let identity = entry.identity.clone();
+                decision.cache = CacheUse::Hit;
+                decision.verdict = self.verdict(rule, identity);
+                return Check::Decided(decision);
+            }
+            cache_use = CacheUse::Revalidated;
+        }
+        Check::Lookup(PendingLookup {
+            token: parsed,
+            rule,
+            generation,
+            cache_use,
+            token_in_query,
+        })
+    }
+
+    /// The decision once the store answered a [`PendingLookup`]. A store that
+    /// did not answer is a 503, never a pass.
+    pub fn finish(
+        &mut self,
+        pending: PendingLookup,
+        found: Result<Option<Grant>, LookupFailed>,
+        now: u64,
+    ) -> Decision {
+        let mut decision = Decision {
+            verdict: Verdict::Allow(None),
+            cache: pending.cache_use,
+            token_in_query: pending.token_in_query,
+        };
+        let grant = match found {
+            Ok(g) => g,
+            // Unreadable data is never trusted: an invalid token.
+            Err(LookupFailed::Corrupt) => None,
+            Err(LookupFailed::Unavailable) => {
+                decision.verdict = Verdict::Deny(Reason::StoreUnavailable, self.unavailable());
                 return decision;
             }
         };
-        let (identity, cache_use) = self.validate(kv, now, &presented);
-        decision.cache = cache_use;
-        let required: &[String] = rule.map_or(&[], |i| &self.cfg.rules[i].scopes);
-        decision.verdict = match identity {
+        let identity = grant.map(|g| {
+            Rc::new(Identity {
+                expires_header: g.access_expires_at.to_string(),
+                client_id: g.client_id,
+                user: g.user,
+                scope: g.scope,
+                expires_at: g.access_expires_at,
+            })
+        });
+        let hash = pending.token.hash;
+        match &identity {
+            Some(i) => {
+                let until = now
+                    .saturating_add(self.cfg.cache.ttl_seconds)
+                    .min(i.expires_at);
+                self.cache
+                    .insert(hash, identity.clone(), until, pending.generation);
+            }
+            None if self.cfg.cache.negative_ttl_seconds > 0 => {
+                self.cache.insert(
+                    hash,
+                    None,
+                    now + self.cfg.cache.negative_ttl_seconds,
+                    pending.generation,
+                );
+            }
+            None => self.cache.remove(&hash),
+        }
+        decision.verdict = self.verdict(pending.rule, identity);
+        decision
+    }
+
+    /// Allowed with the identity if it has the rule's scopes; refused otherwise.
+    fn verdict(&self, rule: Option<usize>, identity: Option<Rc<Identity>>) -> Verdict {
+        let required: &[String] = rule
+            .and_then(|i| self.cfg.rules.get(i))
+            .map_or(&[], |r| &r.scopes);
+        match identity {
             None => Verdict::Deny(Reason::InvalidToken, self.unauthorized(Some(INVALID))),
             Some(id) if !id.has_scopes(required) => {
                 Verdict::Deny(Reason::InsufficientScope, self.insufficient_scope(required))
             }
             Some(id) => Verdict::Allow(Some(id)),
-        };
-        decision
+        }
     }
 
     fn requirement(&self, method: &str, path: &str) -> Requirement {
@@ -166,65 +294,6 @@ impl Guard {
             (None, Some(t)) => Ok(Some((t, true))),
             (None, None) => Ok(None),
         }
-    }
-
-    /// The token's identity if valid. Immediate mode reads the shard's revocation
-    /// generation before the store, so a revocation racing with this check is
-    /// seen by the next request at the latest.
-    fn validate(
-        &mut self,
-        kv: &dyn KvStore,
-        now: u64,
-        text: &str,
-    ) -> (Option<Rc<Identity>>, CacheUse) {
-        let Some(parsed) = token::parse(text).filter(|t| t.kind == TokenKind::Access) else {
-            return (None, CacheUse::NotNeeded);
-        };
-        let immediate = self.cfg.revocation_mode == RevocationMode::Immediate;
-        let generation = if immediate {
-            GrantStore::revocation_generation(kv, parsed.bucket)
-        } else {
-            0
-        };
-        let mut cache_use = CacheUse::Miss;
-        if let Some(entry) = self.cache.get(&parsed.hash, now) {
-            // Entries never outlive their token (valid_until <= expiry).
-            if entry.generation == generation {
-                return (entry.identity.clone(), CacheUse::Hit);
-            }
-            cache_use = CacheUse::Revalidated;
-        }
-        let identity = GrantStore::lookup_in(kv, &parsed, now)
-            .ok()
-            .flatten()
-            .map(|g| {
-                Rc::new(Identity {
-                    client_id: g.client_id,
-                    user: g.user,
-                    scope: g.scope,
-                    expires_at: g.access_expires_at,
-                    expires_header: g.access_expires_at.to_string(),
-                })
-            });
-        match &identity {
-            Some(i) => {
-                let until = now
-                    .saturating_add(self.cfg.cache.ttl_seconds)
-                    .min(i.expires_at);
-                self.cache
-                    .insert(parsed.hash, identity.clone(), until, generation);
-            }
-            None if self.cfg.cache.negative_ttl_seconds > 0 => {
-                self.cache.insert(
-                    parsed.hash,
-                    None,
-                    now + self.cfg.cache.negative_ttl_seconds,
-                    generation,
-                );
-            }
-            None => self.cache.remove(&parsed.hash),
-        }
-        (identity, cache_use)
     }
 
     fn challenge(&self, error: Option<(&str, &str)>, scope: Option<&str>) -> String {
@@ -287,6 +356,16 @@ impl Guard {
             d,
             Some(self.challenge(Some(("invalid_request", d)), None)),
         )
+    }
+
+    fn unavailable(&self) -> Response {
+        Self::json(
+            503,
+            "temporarily_unavailable",
+            "the token store cannot be reached; retry",
+            None,
+        )
+        .header("retry-after", "1")
     }
 
     fn forbidden(&self) -> Response {
