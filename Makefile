@@ -15,6 +15,7 @@ setup:
 	@set -e; missing=""; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	command -v curl    >/dev/null 2>&1 || missing="$$missing curl"; \
+	{ command -v etcd >/dev/null 2>&1 && command -v etcdctl >/dev/null 2>&1; } || missing="$$missing etcd-server etcd-client"; \
 	{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || missing="$$missing chromium chromium-driver"; \
 	if [ ! -x $(ENVOY) ]; then \
 	  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$$missing python3 python3-venv"; \
@@ -43,6 +44,12 @@ build:
 
 run: setup build
 	$(ENVOY) -c envoy/envoy.yaml --concurrency 2 --disable-hot-restart
+
+# Fleet demo (envoy/run-fleet.sh): 3 etcd members on 127.0.0.1:23790-23792 and two Envoys
+# sharing tokens through them, A on 8280/8243 (admin 9901), B on 8281/8244 (admin 9902).
+.PHONY: run-fleet
+run-fleet: setup build
+	ENVOY=$(ENVOY) envoy/run-fleet.sh
 
 # Clippy first: it denies unwrap/expect/panic outside tests (Cargo.toml [lints.clippy]),
 # natively and for the wasm target, where a panic kills the worker's VM.

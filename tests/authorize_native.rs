@@ -18,6 +18,7 @@ use envoy_oauth2::host::HostRandomness;
 use envoy_oauth2::oauth::form::decode_component;
 use envoy_oauth2::oauth::pkce::s256_challenge;
 use envoy_oauth2::oauth::response::Response;
+use envoy_oauth2::store::kv::{Kv, RunNow};
 use envoy_oauth2::store::GrantStore;
 use envoy_oauth2::token;
 use serde_json::Value;
@@ -155,7 +156,7 @@ impl World {
         body: &str,
     ) -> (Response, AuthorizeOutcome) {
         let mut env = ServiceEnv {
-            kv: &self.kv,
+            kv: Kv::Local(&self.kv),
             clock: &self.clock,
             rng: &HostRandomness,
             credentials: &mut self.creds,
@@ -171,7 +172,9 @@ impl World {
                 cookie: self.cookie.as_deref(),
                 https: false,
             },
-        );
+        )
+        .run_now()
+        .unwrap();
         if let Some(set) = r.response.header_value("set-cookie") {
             self.cookie = set.split(';').next().map(str::to_string);
         }
@@ -199,7 +202,7 @@ impl World {
     fn endpoint(&mut self, path: &str, auth: Option<&str>, pairs: &[(&str, &str)]) -> Response {
         let body = qs(pairs);
         let mut env = ServiceEnv {
-            kv: &self.kv,
+            kv: Kv::Local(&self.kv),
             clock: &self.clock,
             rng: &HostRandomness,
             credentials: &mut self.creds,
@@ -211,9 +214,24 @@ impl World {
             body: body.as_bytes(),
         };
         match path {
-            "/token" => handle_token(&self.cfg, &mut env, &req).response,
-            "/revoke" => handle_revoke(&self.cfg, &mut env, &req).response,
-            _ => handle_introspect(&self.cfg, &mut env, &req).response,
+            "/token" => {
+                handle_token(&self.cfg, &mut env, &req)
+                    .run_now()
+                    .unwrap()
+                    .response
+            }
+            "/revoke" => {
+                handle_revoke(&self.cfg, &mut env, &req)
+                    .run_now()
+                    .unwrap()
+                    .response
+            }
+            _ => {
+                handle_introspect(&self.cfg, &mut env, &req)
+                    .run_now()
+                    .unwrap()
+                    .response
+            }
         }
     }
 
@@ -252,10 +270,12 @@ impl World {
 
     fn live(&self, access_token: &str) -> bool {
         GrantStore::lookup_in(
-            &self.kv,
+            &Kv::Local(&self.kv),
             &token::parse(access_token).unwrap(),
             self.clock.0.load(std::sync::atomic::Ordering::SeqCst),
         )
+        .run_now()
+        .unwrap()
         .unwrap()
         .is_some()
     }
@@ -316,9 +336,15 @@ fn code_flow_with_pkce_for_a_public_client() {
     assert!(v.get("refresh_token").is_none());
     let at = v["access_token"].as_str().unwrap().to_string();
     assert!(w.live(&at));
-    let g = GrantStore::lookup_in(&w.kv, &token::parse(&at).unwrap(), 1_700_000_001)
-        .unwrap()
-        .unwrap();
+    let g = GrantStore::lookup_in(
+        &Kv::Local(&w.kv),
+        &token::parse(&at).unwrap(),
+        1_700_000_001,
+    )
+    .run_now()
+    .unwrap()
+    .unwrap()
+    .unwrap();
     assert_eq!(g.user.as_deref(), Some("admin@carbon.super"));
     // Replay: invalid_grant, and the token it produced is revoked.
     let r = w.redeem_spa(&code, Some(VERIFIER));

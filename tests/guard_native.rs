@@ -5,6 +5,7 @@ use envoy_oauth2::config::guard::GuardConfig;
 use envoy_oauth2::guard::bearer::{CacheUse, Decision, Guard, GuardRequest, Reason, Verdict};
 use envoy_oauth2::host::memory::MemoryKv;
 use envoy_oauth2::host::HostRandomness;
+use envoy_oauth2::store::kv::RunNow;
 use envoy_oauth2::store::{GrantRequest, GrantStore, IssuedTokens, Lifetimes, StoreLayout};
 use envoy_oauth2::token;
 
@@ -26,7 +27,7 @@ fn issue(kv: &MemoryKv, scope: &str, user: Option<&str>, access: u64) -> IssuedT
             refresh: user.map(|_| 86400),
         },
     };
-    store.issue(&req, NOW).unwrap()
+    store.issue(&req, NOW).run_now().unwrap().unwrap()
 }
 
 fn guard(extra: &str) -> Guard {
@@ -244,7 +245,12 @@ fn revoke(kv: &MemoryKv, t: &IssuedTokens, now: u64) {
     let mut store = GrantStore::new(kv, &HostRandomness, LAYOUT);
     store.ensure_created().unwrap();
     let p = token::parse(&t.access_token).unwrap();
-    assert!(store.revoke(&p, "client-1", now).unwrap().is_some());
+    assert!(store
+        .revoke(&p, "client-1", now)
+        .run_now()
+        .unwrap()
+        .unwrap()
+        .is_some());
 }
 
 #[test]
@@ -394,6 +400,8 @@ fn a_refresh_revokes_the_cached_previous_access_token() {
             0,
             NOW + 1,
         )
+        .run_now()
+        .unwrap()
         .unwrap();
     assert_eq!(
         denied(&check(

@@ -21,6 +21,7 @@ use envoy_oauth2::guard::bearer::{CacheUse, Decision, Guard, GuardRequest, Reaso
 use envoy_oauth2::host::memory::{ManualClock, MemoryKv};
 use envoy_oauth2::host::{Clock, HostRandomness};
 use envoy_oauth2::oauth::response::Response;
+use envoy_oauth2::store::kv::{Kv, RunNow};
 use serde_json::{json, Value};
 
 const OPAQUE_CLIENT: &str = "opaque-client";
@@ -90,7 +91,7 @@ impl World {
             base64::engine::general_purpose::STANDARD.encode(format!("{client}:{SECRET}"))
         );
         let mut env = ServiceEnv {
-            kv: &self.kv,
+            kv: Kv::Local(&self.kv),
             clock: &self.clock,
             rng: &HostRandomness,
             credentials: &mut self.creds,
@@ -102,9 +103,11 @@ impl World {
             body: body.as_bytes(),
         };
         match path {
-            "/token" => handle_token(&self.cfg, &mut env, &req),
-            "/introspect" => handle_introspect(&self.cfg, &mut env, &req),
-            _ => handle_revoke(&self.cfg, &mut env, &req),
+            "/token" => handle_token(&self.cfg, &mut env, &req).run_now().unwrap(),
+            "/introspect" => handle_introspect(&self.cfg, &mut env, &req)
+                .run_now()
+                .unwrap(),
+            _ => handle_revoke(&self.cfg, &mut env, &req).run_now().unwrap(),
         }
         .response
     }

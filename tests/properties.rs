@@ -22,6 +22,7 @@ use envoy_oauth2::oauth::basic_auth::{self, BasicCredentials, BasicError};
 use envoy_oauth2::oauth::form::{decode_component, Form};
 use envoy_oauth2::store::bucket::Bucket;
 use envoy_oauth2::store::grant::{Grant, RefreshState};
+use envoy_oauth2::store::kv::{Kv, RunNow};
 use envoy_oauth2::store::{
     bucket_key, run_txn, BucketTxn, GrantRequest, GrantStore, Lifetimes, RefreshError, Step,
     StoreError, StoreLayout, TxnReport, REVOCATION_SHARDS,
@@ -618,7 +619,7 @@ proptest! {
         envoy_oauth2::endpoint::common::create_shared_keys(&kv, &envoy_oauth2::host::HostRandomness, &TokenConfig::parse(br#"{"clients":[{"client_id":"c","public":true,"grant_types":["implicit"],"redirect_uris":["https://a/cb"],"scopes":["default"]}]}"#).unwrap()).unwrap();
         let before = kv.total_value_bytes();
         for text in [s, URL_SAFE_NO_PAD.encode(&raw)] {
-            prop_assert_eq!(pending::take(&kv, &text, 1_700_000_000).unwrap(), None);
+            prop_assert_eq!(pending::take(&Kv::Local(&kv), &envoy_oauth2::host::HostRandomness, &text, 1_700_000_000).run_now().unwrap().unwrap(), None);
         }
         prop_assert_eq!(kv.total_value_bytes(), before);
     }
@@ -801,7 +802,7 @@ fn run_store_ops(seed: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         }
                     },
                 };
-                match store.issue(&req, now) {
+                match store.issue(&req, now).run_now().unwrap() {
                     Ok(t) => {
                         prop_assert_eq!(t.refresh_token.is_some(), user);
                         grants.push(ModelGrant {
@@ -843,7 +844,10 @@ fn run_store_ops(seed: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     Some(_) if g.rotated.is_empty() => continue,
                     Some(n) => g.rotated[n % g.rotated.len()].clone(),
                 };
-                let result = store.refresh(&presented, CLIENTS[client], None, USER_LIFE, 0, now);
+                let result = store
+                    .refresh(&presented, CLIENTS[client], None, USER_LIFE, 0, now)
+                    .run_now()
+                    .unwrap();
                 let current_ok = stale.is_none()
                     && right_client
                     && !g.revoked
@@ -901,7 +905,10 @@ fn run_store_ops(seed: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     (Some(r), true) => r.parsed.clone(),
                     _ => g.access.parsed.clone(),
                 };
-                let out = store.revoke(&presented, CLIENTS[client], now);
+                let out = store
+                    .revoke(&presented, CLIENTS[client], now)
+                    .run_now()
+                    .unwrap();
                 match out {
                     Ok(Some(r)) => {
                         prop_assert!(right_client, "another client revoked a grant");
@@ -933,7 +940,11 @@ fn run_store_ops(seed: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     continue;
                 }
                 let g = &grants[grant % grants.len()];
-                let found = store.lookup(&g.access.parsed, now);
+                let found = store
+                    .lookup(&g.access.parsed, now)
+                    .run_now()
+                    .unwrap()
+                    .unwrap();
                 if let Some(found) = &found {
                     prop_assert_eq!(&found.client_id, CLIENTS[g.client]);
                     prop_assert!(found.accepts(TokenKind::Access, &g.access.parsed.hash, now));
@@ -946,7 +957,7 @@ fn run_store_ops(seed: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
         let now = clock.now_secs();
         for t in &dead {
             prop_assert!(
-                store.lookup(t, now).is_none(),
+                store.lookup(t, now).run_now().unwrap().unwrap().is_none(),
                 "a dead token was found again: {:?}",
                 t
             );
@@ -954,15 +965,25 @@ fn run_store_ops(seed: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
         for g in &grants {
             for t in g.live_tokens(now) {
                 prop_assert!(
-                    store.lookup(t, now).is_some(),
+                    store.lookup(t, now).run_now().unwrap().unwrap().is_some(),
                     "a live token was lost: {:?}",
                     t
                 );
             }
             if g.revoked {
-                prop_assert!(store.lookup(&g.access.parsed, now).is_none());
+                prop_assert!(store
+                    .lookup(&g.access.parsed, now)
+                    .run_now()
+                    .unwrap()
+                    .unwrap()
+                    .is_none());
                 if let Some(r) = &g.refresh {
-                    prop_assert!(store.lookup(&r.parsed, now).is_none());
+                    prop_assert!(store
+                        .lookup(&r.parsed, now)
+                        .run_now()
+                        .unwrap()
+                        .unwrap()
+                        .is_none());
                 }
             }
         }
@@ -976,12 +997,20 @@ fn run_store_ops(seed: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let now = clock.now_secs();
     let mut report = TxnReport::default();
     for b in 0..LAYOUT.buckets {
-        run_txn(&kv, b, &mut Touch, now, &mut report).unwrap();
+        run_txn(&Kv::Local(&kv), b, &mut Touch, now, &mut report)
+            .run_now()
+            .unwrap()
+            .unwrap();
         let stored = kv.get(&bucket_key(b)).value.unwrap_or_default();
         prop_assert_eq!(Bucket::decode(&stored), Ok(Bucket::default()));
     }
     for g in &grants {
-        prop_assert!(store.lookup(&g.access.parsed, now).is_none());
+        prop_assert!(store
+            .lookup(&g.access.parsed, now)
+            .run_now()
+            .unwrap()
+            .unwrap()
+            .is_none());
     }
     prop_assert_eq!(kv.key_count(), key_bound);
     // An emptied bucket encodes as `version | count 0` (3 bytes); a never-written one is empty.

@@ -12,6 +12,7 @@ use envoy_oauth2::endpoint::token::handle_token;
 use envoy_oauth2::host::memory::{ManualClock, MemoryKv};
 use envoy_oauth2::host::HostRandomness;
 use envoy_oauth2::oauth::response::Response;
+use envoy_oauth2::store::kv::{Kv, RunNow};
 use serde_json::Value;
 
 const C1: &str = "IZsIi6HDbB5e8VKdZAnUi_fZ3f8a";
@@ -69,7 +70,7 @@ impl World {
         body: &str,
     ) -> Response {
         let mut env = ServiceEnv {
-            kv: &self.kv,
+            kv: Kv::Local(&self.kv),
             clock: &self.clock,
             rng: &HostRandomness,
             credentials: &mut self.creds,
@@ -81,11 +82,13 @@ impl World {
             body: body.as_bytes(),
         };
         let r = match path {
-            "/token" => handle_token(&self.cfg, &mut env, &req),
+            "/token" => handle_token(&self.cfg, &mut env, &req).run_now().unwrap(),
             "/introspect" => {
                 envoy_oauth2::endpoint::introspect::handle_introspect(&self.cfg, &mut env, &req)
+                    .run_now()
+                    .unwrap()
             }
-            _ => handle_revoke(&self.cfg, &mut env, &req),
+            _ => handle_revoke(&self.cfg, &mut env, &req).run_now().unwrap(),
         };
         r.response
     }

@@ -11,11 +11,11 @@ use crate::oauth::form::Form;
 
 const FAILED: &str = "client authentication failed";
 
-pub fn authenticate<'c>(
+pub async fn authenticate<'c>(
     cfg: &'c TokenConfig,
     form: &Form,
     authorization: Option<&str>,
-    env: &mut ServiceEnv,
+    env: &mut ServiceEnv<'_>,
 ) -> Result<&'c Client, OAuthError> {
     let challenge = |description: &str| {
         let mut e = OAuthError::new(ErrorCode::InvalidClient, description);
@@ -66,7 +66,11 @@ pub fn authenticate<'c>(
     };
     // Checked before the slow hash: a throttled name costs no PBKDF2.
     let now = env.clock.now_secs();
-    if let Some(wait) = cfg.throttle.retry_after(env.kv, Subject::Client(&id), now) {
+    if let Some(wait) = cfg
+        .throttle
+        .retry_after(&env.kv, Subject::Client(&id), now)
+        .await
+    {
         return Err(throttled(wait));
     }
     let result = match cfg.client(&id) {
@@ -91,7 +95,8 @@ pub fn authenticate<'c>(
     };
     if result.is_err() {
         cfg.throttle
-            .record_failure(env.kv, Subject::Client(&id), now);
+            .record_failure(&env.kv, Subject::Client(&id), now)
+            .await;
     }
     result
 }

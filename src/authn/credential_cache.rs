@@ -6,13 +6,16 @@
 //! hash never matches an old entry, and lookups compare digests, not secrets.
 
 use sha2::{Digest, Sha256};
+use std::cell::RefCell;
 use std::collections::HashSet;
 
 use crate::config::secret_hash::SecretHash;
 
+/// Interior mutability: a request paused on a remote store holds a shared
+/// reference across the pause, and every use is one short synchronous call.
 pub struct CredentialCache {
     key: [u8; 32],
-    verified: HashSet<[u8; 32]>,
+    verified: RefCell<HashSet<[u8; 32]>>,
     capacity: usize,
 }
 
@@ -20,34 +23,36 @@ impl CredentialCache {
     pub fn new(key: [u8; 32], capacity: usize) -> Self {
         CredentialCache {
             key,
-            verified: HashSet::new(),
+            verified: RefCell::new(HashSet::new()),
             capacity: capacity.max(1),
         }
     }
 
     /// Checks `presented` against `stored`, paying PBKDF2 only on a cache miss.
-    pub fn verify(&mut self, stored: &SecretHash, presented: &[u8]) -> bool {
+    pub fn verify(&self, stored: &SecretHash, presented: &[u8]) -> bool {
         let digest = self.digest(stored, presented);
-        if self.verified.contains(&digest) {
+        if self.verified.borrow().contains(&digest) {
             return true;
         }
         if !stored.verify(presented) {
             return false;
         }
-        if self.verified.len() >= self.capacity {
-            // Rare (capacity >> configured credentials): start over rather than track age.
-            self.verified.clear();
+        if let Ok(mut verified) = self.verified.try_borrow_mut() {
+            if verified.len() >= self.capacity {
+                // Rare (capacity >> configured credentials): start over rather than track age.
+                verified.clear();
+            }
+            verified.insert(digest);
         }
-        self.verified.insert(digest);
         true
     }
 
     pub fn len(&self) -> usize {
-        self.verified.len()
+        self.verified.borrow().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.verified.is_empty()
+        self.verified.borrow().is_empty()
     }
 
     fn digest(&self, stored: &SecretHash, presented: &[u8]) -> [u8; 32] {
@@ -69,7 +74,7 @@ mod tests {
     fn caches_successes_only_and_keys_by_the_configured_hash() {
         let a = SecretHash::parse(&hash_secret(b"pw", b"salt1salt1", 10_000)).unwrap();
         let b = SecretHash::parse(&hash_secret(b"pw", b"salt2salt2", 10_000)).unwrap();
-        let mut c = CredentialCache::new([7; 32], 8);
+        let c = CredentialCache::new([7; 32], 8);
         assert!(!c.verify(&a, b"wrong"));
         assert!(c.is_empty());
         assert!(c.verify(&a, b"pw"));
@@ -85,7 +90,7 @@ mod tests {
     #[test]
     fn stays_within_capacity() {
         let a = SecretHash::parse(&hash_secret(b"pw", b"salt1salt1", 10_000)).unwrap();
-        let mut c = CredentialCache::new([0; 32], 1);
+        let c = CredentialCache::new([0; 32], 1);
         assert!(c.verify(&a, b"pw"));
         let b = SecretHash::parse(&hash_secret(b"x", b"salt1salt1", 10_000)).unwrap();
         assert!(c.verify(&b, b"x"));

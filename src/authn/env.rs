@@ -2,11 +2,12 @@
 //! this worker's credential cache.
 
 use crate::authn::credential_cache::CredentialCache;
-use crate::host::{Clock, KvStore, Randomness};
+use crate::host::{Clock, Randomness};
+use crate::store::kv::Kv;
 
 pub struct ServiceEnv<'a> {
-    pub kv: &'a dyn KvStore,
+    pub kv: Kv<'a>,
     pub clock: &'a dyn Clock,
     pub rng: &'a dyn Randomness,
-    pub credentials: &'a mut CredentialCache,
+    pub credentials: &'a CredentialCache,
 }

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 pub use crate::config::ThrottlePolicy;
 use crate::host::{KvStore, WriteError};
+use crate::store::kv::Kv;
 
 pub const THROTTLE_SHARDS: u32 = 64;
 const ENTRIES_PER_SHARD: usize = 128;
@@ -107,12 +108,14 @@ impl ThrottlePolicy {
     }
 
     /// Seconds until `subject` may try again, if it is throttled now.
-    pub fn retry_after(&self, kv: &dyn KvStore, subject: Subject, now: u64) -> Option<u64> {
+    /// A store that does not answer throttles nobody: the request then fails
+    /// at the store anyway, with its own error.
+    pub async fn retry_after(&self, kv: &Kv<'_>, subject: Subject<'_>, now: u64) -> Option<u64> {
         if !self.enabled() {
             return None;
         }
         let id = subject.digest();
-        let current = kv.get(&key_of(&id));
+        let current = kv.get(&key_of(&id)).await.ok()?;
         let entries = decode(current.value.as_deref().unwrap_or(&[]));
         let e = entries.iter().find(|e| e.id == id)?;
         let ends = e.window_start.saturating_add(self.window_seconds);
@@ -121,14 +124,16 @@ impl ThrottlePolicy {
 
     /// Counts a failure. Bounded CAS retries; on persistent conflict the failure
     /// is dropped (others are being counted at that moment anyway).
-    pub fn record_failure(&self, kv: &dyn KvStore, subject: Subject, now: u64) {
+    pub async fn record_failure(&self, kv: &Kv<'_>, subject: Subject<'_>, now: u64) {
         if !self.enabled() {
             return;
         }
         let id = subject.digest();
         let key = key_of(&id);
         for _ in 0..16 {
-            let current = kv.get(&key);
+            let Ok(current) = kv.get(&key).await else {
+                return;
+            };
             let mut entries = decode(current.value.as_deref().unwrap_or(&[]));
             entries.retain(|e| now < e.window_start.saturating_add(self.window_seconds));
             match entries.iter_mut().find(|e| e.id == id) {
@@ -146,7 +151,15 @@ impl ThrottlePolicy {
                     });
                 }
             }
-            match kv.set(&key, &encode(&entries), current.cas) {
+            let expires_at = entries
+                .iter()
+                .map(|e| e.window_start.saturating_add(self.window_seconds))
+                .max()
+                .unwrap_or(now);
+            match kv
+                .put(&key, encode(&entries), current.version, expires_at)
+                .await
+            {
                 Err(WriteError::CasMismatch) => continue,
                 _ => return,
             }
@@ -158,6 +171,8 @@ impl ThrottlePolicy {
 mod tests {
     use super::*;
     use crate::host::memory::MemoryKv;
+    #[allow(unused_imports)]
+    use crate::store::kv::{Kv, Sync_};
 
     const P: ThrottlePolicy = ThrottlePolicy {
         max_failures: 3,
@@ -170,18 +185,23 @@ mod tests {
         ThrottlePolicy::ensure_created(&kv).unwrap();
         let s = Subject::User("admin@carbon.super");
         for _ in 0..2 {
-            P.record_failure(&kv, s, 1000);
-            assert_eq!(P.retry_after(&kv, s, 1000), None);
+            P.record_failure(&Kv::Local(&kv), s, 1000).sync();
+            assert_eq!(P.retry_after(&Kv::Local(&kv), s, 1000).sync(), None);
         }
-        P.record_failure(&kv, s, 1010);
-        assert_eq!(P.retry_after(&kv, s, 1010), Some(50));
+        P.record_failure(&Kv::Local(&kv), s, 1010).sync();
+        assert_eq!(P.retry_after(&Kv::Local(&kv), s, 1010).sync(), Some(50));
         // Another subject is not affected; a client of the same name neither.
-        assert_eq!(P.retry_after(&kv, Subject::User("other"), 1010), None);
         assert_eq!(
-            P.retry_after(&kv, Subject::Client("admin@carbon.super"), 1010),
+            P.retry_after(&Kv::Local(&kv), Subject::User("other"), 1010)
+                .sync(),
             None
         );
-        assert_eq!(P.retry_after(&kv, s, 1060), None);
+        assert_eq!(
+            P.retry_after(&Kv::Local(&kv), Subject::Client("admin@carbon.super"), 1010)
+                .sync(),
+            None
+        );
+        assert_eq!(P.retry_after(&Kv::Local(&kv), s, 1060).sync(), None);
         assert_eq!(kv.key_count(), THROTTLE_SHARDS as usize);
     }
 
@@ -190,12 +210,16 @@ mod tests {
         let kv = MemoryKv::default();
         let target = Subject::Client("victim");
         for _ in 0..3 {
-            P.record_failure(&kv, target, 1000);
+            P.record_failure(&Kv::Local(&kv), target, 1000).sync();
         }
         for i in 0..20_000 {
-            P.record_failure(&kv, Subject::Client(&format!("junk-{i}")), 1001);
+            P.record_failure(&Kv::Local(&kv), Subject::Client(&format!("junk-{i}")), 1001)
+                .sync();
         }
-        assert!(P.retry_after(&kv, target, 1002).is_some());
+        assert!(P
+            .retry_after(&Kv::Local(&kv), target, 1002)
+            .sync()
+            .is_some());
         assert_eq!(kv.key_count(), THROTTLE_SHARDS as usize);
         assert!(
             kv.total_value_bytes()
@@ -210,11 +234,16 @@ mod tests {
             max_failures: 0,
             window_seconds: 60,
         };
-        off.record_failure(&kv, Subject::User("u"), 1);
+        off.record_failure(&Kv::Local(&kv), Subject::User("u"), 1)
+            .sync();
         assert_eq!(kv.key_count(), 0);
         let id = Subject::User("u").digest();
         kv.set(&key_of(&id), b"\x01\x02garbage", None).unwrap();
-        assert_eq!(P.retry_after(&kv, Subject::User("u"), 1), None);
-        P.record_failure(&kv, Subject::User("u"), 1);
+        assert_eq!(
+            P.retry_after(&Kv::Local(&kv), Subject::User("u"), 1).sync(),
+            None
+        );
+        P.record_failure(&Kv::Local(&kv), Subject::User("u"), 1)
+            .sync();
     }
 }

@@ -11,7 +11,7 @@ use crate::config::{TokenConfig, User};
 /// `hash-secret` makes them), never less than any user's wrong password.
 pub fn authenticate_user<'c>(
     cfg: &'c TokenConfig,
-    credentials: &mut CredentialCache,
+    credentials: &CredentialCache,
     username: &str,
     password: &str,
 ) -> Option<&'c User> {

@@ -1,5 +1,6 @@
 //! The bearer guard's plugin configuration (root_id `oauth2_guard`).
 
+use super::store::{parse_store, RemoteStore, StoreFile};
 use serde::Deserialize;
 
 use crate::config::jwt::{parse_guard_jwt, GuardJwt, GuardJwtFile};
@@ -122,6 +123,8 @@ impl IdentityHeaders {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct GuardConfigFile {
+    #[serde(default)]
+    store: StoreFile,
     #[serde(default = "default_realm")]
     realm: String,
     #[serde(default)]
@@ -187,6 +190,8 @@ fn h_expires() -> String {
 
 #[derive(Debug, Clone)]
 pub struct GuardConfig {
+    /// `None`: shared data; `Some`: etcd (fleet mode).
+    pub remote: Option<RemoteStore>,
     pub realm: String,
     pub rules: Vec<Rule>,
     pub public: Vec<PathMatch>,
@@ -310,8 +315,10 @@ impl GuardConfig {
             Some(j) => Some(parse_guard_jwt(j)?),
             None => None,
         };
+        let (_, remote) = parse_store(&f.store)?;
         Ok(GuardConfig {
             jwt,
+            remote,
             realm: f.realm,
             rules,
             public,

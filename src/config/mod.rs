@@ -8,6 +8,7 @@ pub mod error;
 pub mod guard;
 pub mod jwt;
 pub mod secret_hash;
+pub mod store;
 pub mod token;
 
 pub use client::{Client, GrantType, User};

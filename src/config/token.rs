@@ -7,7 +7,8 @@ use serde::Deserialize;
 use super::client::{parse_clients, parse_users, Client, ClientFile, User, UserFile};
 use super::error::{check_header_text, check_name, err, parse_json, ConfigError};
 use super::jwt::{check_audience, parse_token_jwt, FormatName, TokenJwt, TokenJwtFile};
-use crate::store::{StoreLayout, MAX_BUCKETS, MAX_GRANTS_PER_BUCKET};
+use super::store::{parse_store, RemoteStore, StoreFile};
+use crate::store::StoreLayout;
 use crate::token::jwt::JwtFormat;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -37,24 +38,6 @@ pub struct LifetimeOverrides {
     pub application_access_token: Option<u64>,
     pub user_access_token: Option<u64>,
     pub refresh_token: Option<u64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StoreConfig {
-    #[serde(default = "default_buckets")]
-    pub buckets: u32,
-    #[serde(default = "default_grants_per_bucket")]
-    pub grants_per_bucket: u16,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        StoreConfig {
-            buckets: default_buckets(),
-            grants_per_bucket: default_grants_per_bucket(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -138,7 +121,7 @@ struct TokenConfigFile {
     #[serde(default)]
     lifetimes: LifetimesConfig,
     #[serde(default)]
-    store: StoreConfig,
+    store: StoreFile,
     #[serde(default)]
     paths: PathsConfig,
     #[serde(default = "default_code_lifetime")]
@@ -158,12 +141,6 @@ fn default_hour() -> u64 {
 }
 fn default_day() -> u64 {
     86400
-}
-fn default_buckets() -> u32 {
-    16384
-}
-fn default_grants_per_bucket() -> u16 {
-    64
 }
 fn default_token_path() -> String {
     "/token".into()
@@ -205,6 +182,8 @@ pub struct TokenConfig {
     pub default_tenant: String,
     pub max_body_bytes: usize,
     pub store: StoreLayout,
+    /// `None`: shared data; `Some`: etcd (fleet mode).
+    pub remote: Option<RemoteStore>,
     pub paths: PathsConfig,
     /// Seconds an authorization code stays redeemable.
     pub code_lifetime: u64,
@@ -230,18 +209,7 @@ impl TokenConfig {
             return Err(err("max_body_bytes", "must be between 256 and 1048576"));
         }
         check_lifetimes("lifetimes", &file.lifetimes)?;
-        if !(1..=MAX_BUCKETS).contains(&file.store.buckets) {
-            return Err(err(
-                "store.buckets",
-                format!("must be between 1 and {MAX_BUCKETS}"),
-            ));
-        }
-        if !(1..=MAX_GRANTS_PER_BUCKET).contains(&file.store.grants_per_bucket) {
-            return Err(err(
-                "store.grants_per_bucket",
-                format!("must be between 1 and {MAX_GRANTS_PER_BUCKET}"),
-            ));
-        }
+        let (store, remote) = parse_store(&file.store)?;
         let paths = [
             ("paths.token", &file.paths.token),
             ("paths.revoke", &file.paths.revoke),
@@ -324,10 +292,8 @@ impl TokenConfig {
             realm: file.realm,
             default_tenant: file.default_tenant,
             max_body_bytes: file.max_body_bytes,
-            store: StoreLayout {
-                buckets: file.store.buckets,
-                grants_per_bucket: file.store.grants_per_bucket,
-            },
+            store,
+            remote,
             paths: file.paths,
             code_lifetime: file.code_lifetime_seconds,
             clients,

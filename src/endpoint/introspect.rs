@@ -8,6 +8,7 @@ use crate::authn::client::{authenticate, repeated};
 use crate::authn::env::ServiceEnv;
 use crate::config::TokenConfig;
 use crate::endpoint::common::{failed, read_form, EndpointRequest, EndpointResult, Outcome};
+use crate::grant::store_error;
 use crate::oauth::error::{invalid_request, OAuthError};
 use crate::oauth::response::Response;
 use crate::store::GrantStore;
@@ -28,13 +29,13 @@ struct Active<'a> {
 
 const INACTIVE: &str = r#"{"active":false}"#;
 
-pub fn handle_introspect(
+pub async fn handle_introspect(
     cfg: &TokenConfig,
-    env: &mut ServiceEnv,
-    req: &EndpointRequest,
+    env: &mut ServiceEnv<'_>,
+    req: &EndpointRequest<'_>,
 ) -> EndpointResult {
-    let mut store = GrantStore::new(env.kv, env.rng, cfg.store);
-    match introspect(cfg, env, &mut store, req) {
+    let mut store = GrantStore::over(env.kv.clone(), env.rng, cfg.store);
+    match introspect(cfg, env, &mut store, req).await {
         Ok((body, outcome)) => EndpointResult {
             response: Response::json(200, body).no_store(),
             outcome,
@@ -44,14 +45,14 @@ pub fn handle_introspect(
     }
 }
 
-fn introspect(
+async fn introspect(
     cfg: &TokenConfig,
-    env: &mut ServiceEnv,
-    store: &mut GrantStore,
-    req: &EndpointRequest,
+    env: &mut ServiceEnv<'_>,
+    store: &mut GrantStore<'_>,
+    req: &EndpointRequest<'_>,
 ) -> Result<(String, Outcome), OAuthError> {
     let form = read_form(cfg, req)?;
-    let caller = authenticate(cfg, &form, req.authorization, env)?;
+    let caller = authenticate(cfg, &form, req.authorization, env).await?;
     // RFC 7662 §2.1 wants the caller authorized: an id alone is not enough.
     if caller.public {
         return Err(crate::oauth::error::OAuthError::new(
@@ -68,7 +69,11 @@ fn introspect(
     let Some(parsed) = token::parse_any(presented) else {
         return inactive();
     };
-    let Some(grant) = store.lookup(&parsed, env.clock.now_secs()) else {
+    let Some(grant) = store
+        .lookup(&parsed, env.clock.now_secs())
+        .await
+        .map_err(store_error)?
+    else {
         return inactive();
     };
     if grant.client_id != caller.client_id && !caller.resource_server {

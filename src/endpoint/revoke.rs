@@ -11,13 +11,13 @@ use crate::oauth::response::Response;
 use crate::store::GrantStore;
 use crate::token;
 
-pub fn handle_revoke(
+pub async fn handle_revoke(
     cfg: &TokenConfig,
-    env: &mut ServiceEnv,
-    req: &EndpointRequest,
+    env: &mut ServiceEnv<'_>,
+    req: &EndpointRequest<'_>,
 ) -> EndpointResult {
-    let mut store = GrantStore::new(env.kv, env.rng, cfg.store);
-    match revoke_inner(cfg, env, &mut store, req) {
+    let mut store = GrantStore::over(env.kv.clone(), env.rng, cfg.store);
+    match revoke_inner(cfg, env, &mut store, req).await {
         Ok((response, outcome)) => EndpointResult {
             response,
             outcome,
@@ -27,14 +27,14 @@ pub fn handle_revoke(
     }
 }
 
-fn revoke_inner(
+async fn revoke_inner(
     cfg: &TokenConfig,
-    env: &mut ServiceEnv,
-    store: &mut GrantStore,
-    req: &EndpointRequest,
+    env: &mut ServiceEnv<'_>,
+    store: &mut GrantStore<'_>,
+    req: &EndpointRequest<'_>,
 ) -> Result<(Response, Outcome), OAuthError> {
     let form = read_form(cfg, req)?;
-    let client = authenticate(cfg, &form, req.authorization, env)?;
+    let client = authenticate(cfg, &form, req.authorization, env).await?;
     let Some(presented) = form.one("token").map_err(repeated)? else {
         return Err(invalid_request("token is required"));
     };
@@ -47,6 +47,7 @@ fn revoke_inner(
     };
     match store
         .revoke(&parsed, &client.client_id, env.clock.now_secs())
+        .await
         .map_err(store_error)?
     {
         None => Ok((done, Outcome::RevokeUnknown)),

@@ -25,13 +25,13 @@ struct TokenBody<'a> {
     scope: &'a str,
 }
 
-pub fn handle_token(
+pub async fn handle_token(
     cfg: &TokenConfig,
-    env: &mut ServiceEnv,
-    req: &EndpointRequest,
+    env: &mut ServiceEnv<'_>,
+    req: &EndpointRequest<'_>,
 ) -> EndpointResult {
-    let mut store = GrantStore::new(env.kv, env.rng, cfg.store);
-    match token_inner(cfg, env, &mut store, req) {
+    let mut store = GrantStore::over(env.kv.clone(), env.rng, cfg.store);
+    match token_inner(cfg, env, &mut store, req).await {
         Ok((grant_type, issued)) => {
             let body = TokenBody {
                 access_token: &issued.access_token,
@@ -51,18 +51,18 @@ pub fn handle_token(
     }
 }
 
-fn token_inner<'a>(
+async fn token_inner<'a>(
     cfg: &'a TokenConfig,
-    env: &mut ServiceEnv,
+    env: &mut ServiceEnv<'_>,
     store: &mut GrantStore<'a>,
-    req: &EndpointRequest,
+    req: &EndpointRequest<'_>,
 ) -> Result<(GrantType, IssuedTokens), OAuthError> {
     let form = read_form(cfg, req)?;
     let grant_param = form.one("grant_type").map_err(repeated)?;
     let Some(grant_param) = grant_param else {
         return Err(invalid_request("grant_type is required"));
     };
-    let client = authenticate(cfg, &form, req.authorization, env)?;
+    let client = authenticate(cfg, &form, req.authorization, env).await?;
     let Some(grant_type) = GrantType::from_param(grant_param) else {
         return Err(OAuthError::new(
             ErrorCode::UnsupportedGrantType,
@@ -85,7 +85,7 @@ fn token_inner<'a>(
     })?;
     let issued = match grant_type {
         GrantType::AuthorizationCode => {
-            grant::authorization_code::exchange(client, &form, store, now)?
+            grant::authorization_code::exchange(client, &form, store, now).await?
         }
         // `from_param` never yields it: implicit is a response_type at /authorize.
         GrantType::Implicit => {
@@ -95,13 +95,13 @@ fn token_inner<'a>(
             ))
         }
         GrantType::ClientCredentials => {
-            grant::client_credentials::issue(client, &requested, store, now)?
+            grant::client_credentials::issue(client, &requested, store, now).await?
         }
         GrantType::Password => {
-            grant::password::issue(cfg, env, client, &form, &requested, store, now)?
+            grant::password::issue(cfg, env, client, &form, &requested, store, now).await?
         }
         GrantType::RefreshToken => {
-            grant::refresh_token::rotate(cfg, client, &form, &requested, store, now)?
+            grant::refresh_token::rotate(cfg, client, &form, &requested, store, now).await?
         }
     };
     Ok((grant_type, issued))

@@ -12,7 +12,7 @@ use crate::token::{self, HandleKind};
 
 /// `grant_type=authorization_code` at /token (RFC 6749 §4.1.3, RFC 7636 §4.5):
 /// `client` is already authenticated (a public client by its id alone).
-pub fn exchange<'a>(
+pub async fn exchange<'a>(
     client: &'a Client,
     form: &Form,
     store: &mut GrantStore<'a>,
@@ -45,6 +45,7 @@ pub fn exchange<'a>(
     store
         .with_format(client.access_format())
         .redeem_code(&parsed, &r, now)
+        .await
         .map_err(|e| match e {
             RedeemError::Invalid(d) => invalid(d),
             RedeemError::Replayed => invalid(

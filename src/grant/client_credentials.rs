@@ -6,7 +6,7 @@ use crate::grant::{resolve_scope, store_error};
 use crate::oauth::error::OAuthError;
 use crate::store::{GrantRequest, GrantStore, IssuedTokens, Lifetimes};
 
-pub fn issue<'a>(
+pub async fn issue<'a>(
     client: &'a Client,
     requested: &[&str],
     store: &mut GrantStore<'a>,
@@ -25,5 +25,6 @@ pub fn issue<'a>(
     store
         .with_format(client.access_format())
         .issue(&req, now)
+        .await
         .map_err(store_error)
 }

@@ -24,9 +24,14 @@ pub fn store_error(e: StoreError) -> OAuthError {
             "the token store is busy; retry",
         )
         .with_header("retry-after", "1"),
-        StoreError::Unavailable => {
-            OAuthError::new(ErrorCode::ServerError, "the token store is unavailable")
-        }
+        // Fleet mode: etcd out of reach or without quorum. Nothing was handed
+        // out that is not stored; the client may retry.
+        StoreError::Unavailable => OAuthError::new(
+            ErrorCode::TemporarilyUnavailable,
+            "the token store is unavailable; retry later",
+        )
+        .with_status(503)
+        .with_header("retry-after", "1"),
     }
 }
 

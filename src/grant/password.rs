@@ -11,9 +11,9 @@ use crate::oauth::error::{invalid_request, throttled, ErrorCode, OAuthError};
 use crate::oauth::form::Form;
 use crate::store::{GrantRequest, GrantStore, IssuedTokens, Lifetimes};
 
-pub fn issue<'a>(
+pub async fn issue<'a>(
     cfg: &TokenConfig,
-    env: &mut ServiceEnv,
+    env: &mut ServiceEnv<'_>,
     client: &'a Client,
     form: &Form,
     requested: &[&str],
@@ -27,11 +27,11 @@ pub fn issue<'a>(
     };
     let subject_name = cfg.qualified_username(username);
     let subject = Subject::User(&subject_name);
-    if let Some(wait) = cfg.throttle.retry_after(env.kv, subject, now) {
+    if let Some(wait) = cfg.throttle.retry_after(&env.kv, subject, now).await {
         return Err(throttled(wait));
     }
     let Some(user) = authenticate_user(cfg, env.credentials, username, password) else {
-        cfg.throttle.record_failure(env.kv, subject, now);
+        cfg.throttle.record_failure(&env.kv, subject, now).await;
         return Err(OAuthError::new(
             ErrorCode::InvalidGrant,
             "invalid resource owner credentials",
@@ -53,5 +53,6 @@ pub fn issue<'a>(
     store
         .with_format(client.access_format())
         .issue(&req, now)
+        .await
         .map_err(store_error)
 }

@@ -9,7 +9,7 @@ use crate::oauth::form::Form;
 use crate::store::{GrantStore, IssuedTokens, Lifetimes, RefreshError};
 use crate::token;
 
-pub fn rotate<'a>(
+pub async fn rotate<'a>(
     cfg: &TokenConfig,
     client: &'a Client,
     form: &Form,
@@ -42,6 +42,7 @@ pub fn rotate<'a>(
             cfg.refresh_token_grace_seconds,
             now,
         )
+        .await
         .map_err(|e| match e {
             RefreshError::InvalidGrant => invalid(),
             RefreshError::InvalidScope => OAuthError::new(

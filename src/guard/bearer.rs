@@ -8,7 +8,9 @@ use crate::config::guard::{DefaultAction, GuardConfig, RevocationMode};
 use crate::guard::cache::{Identity, ValidationCache};
 use crate::host::KvStore;
 use crate::oauth::response::Response;
-use crate::store::GrantStore;
+use crate::store::grant::Grant;
+use crate::store::kv::{run_now, Kv};
+use crate::store::{GrantStore, LookupFailed};
 use crate::token::jwt::{self, Validation, MAX_TOKEN_LEN};
 use crate::token::{self, ParsedToken, TokenHash, TokenKind};
 
@@ -26,6 +28,8 @@ pub enum Reason {
     InsufficientScope,
     InvalidRequest,
     NoRule,
+    /// The store could not be asked (fleet mode): 503, never a pass.
+    StoreUnavailable,
 }
 
 impl Reason {
@@ -36,6 +40,7 @@ impl Reason {
             Reason::InsufficientScope => "insufficient_scope",
             Reason::InvalidRequest => "invalid_request",
             Reason::NoRule => "no_rule",
+            Reason::StoreUnavailable => "store_unavailable",
         }
     }
 }
@@ -63,6 +68,21 @@ pub struct Decision {
     pub cache: CacheUse,
     /// The bearer token came in the query (so the glue may strip it when hiding credentials).
     pub token_in_query: bool,
+}
+
+/// Where [`Guard::begin`] left a request.
+pub enum Check {
+    Decided(Decision),
+    /// The token must be read from the store; then [`Guard::finish`].
+    Lookup(PendingLookup),
+}
+
+pub struct PendingLookup {
+    pub token: ParsedToken,
+    rule: Option<usize>,
+    generation: u64,
+    cache_use: CacheUse,
+    token_in_query: bool,
 }
 
 pub struct Guard {
@@ -99,7 +119,30 @@ impl Guard {
         self.cache.len()
     }
 
+    /// The whole decision over a store that answers at once (shared data).
     pub fn check(&mut self, kv: &dyn KvStore, now: u64, req: &GuardRequest) -> Decision {
+        match self.begin(kv, true, now, req) {
+            Check::Decided(d) => d,
+            Check::Lookup(pending) => {
+                let found = run_now(GrantStore::lookup_in(&Kv::Local(kv), &pending.token, now))
+                    .unwrap_or(Err(LookupFailed::Unavailable));
+                self.finish(pending, found, now)
+            }
+        }
+    }
+
+    /// Everything that needs no store read: the rule, the token, the cache.
+    /// `generations` is the local shared data holding the revocation
+    /// generations; `cache_trusted` is false when this node cannot be sure it
+    /// heard of every revocation (fleet mode, see `revocation_feed`): then even
+    /// a cached token is checked in the store.
+    pub fn begin(
+        &mut self,
+        generations: &dyn KvStore,
+        cache_trusted: bool,
+        now: u64,
+        req: &GuardRequest,
+    ) -> Check {
         let (path, query) = split_path(req.path);
         let requirement = self.requirement(req.method, path);
         let mut decision = Decision {
@@ -108,38 +151,171 @@ impl Guard {
             token_in_query: false,
         };
         let rule = match requirement {
-            Requirement::None => return decision,
+            Requirement::None => return Check::Decided(decision),
             Requirement::Deny => {
                 decision.verdict = Verdict::Deny(Reason::NoRule, self.forbidden());
-                return decision;
+                return Check::Decided(decision);
             }
             Requirement::Token(rule) => rule,
         };
-        let presented = match self.presented_token(req.authorization, query) {
-            Ok(Some((t, in_query))) => {
-                decision.token_in_query = in_query;
-                t
-            }
+        let (presented, token_in_query) = match self.presented_token(req.authorization, query) {
+            Ok(Some(t)) => t,
             Ok(None) => {
                 decision.verdict = Verdict::Deny(Reason::MissingToken, self.unauthorized(None));
-                return decision;
+                return Check::Decided(decision);
             }
             Err(()) => {
                 decision.verdict = Verdict::Deny(Reason::InvalidRequest, self.bad_request());
+                return Check::Decided(decision);
+            }
+        };
+        decision.token_in_query = token_in_query;
+        let immediate = self.cfg.revocation_mode == RevocationMode::Immediate;
+        // Immediate mode reads the shard's revocation generation before the
+        // store, so a revocation racing with this check is seen by the next
+        // request at the latest.
+        let generation_of = |bucket| {
+            if immediate {
+                GrantStore::revocation_generation(generations, bucket)
+            } else {
+                0
+            }
+        };
+        // A JWT is looked up in the cache by the hash of its text first: a hit
+        // skips the signature check.
+        let is_jwt = jwt::looks_like_jwt(&presented);
+        let (hash, known) = if is_jwt {
+            // Without a `jwt` section, JWT-shaped tokens are simply invalid.
+            if self.cfg.jwt.is_none() || presented.len() > MAX_TOKEN_LEN {
+                decision.verdict = self.verdict(rule, None);
+                return Check::Decided(decision);
+            }
+            (TokenHash::of_text(&presented), None)
+        } else {
+            match token::parse(&presented).filter(|t| t.kind == TokenKind::Access) {
+                Some(p) => (p.hash, Some(p)),
+                None => {
+                    decision.verdict = self.verdict(rule, None);
+                    return Check::Decided(decision);
+                }
+            }
+        };
+        let mut cache_use = CacheUse::Miss;
+        if let Some(entry) = self.cache.get(&hash, now) {
+            // Entries never outlive their token (valid_until <= expiry).
+            let bucket = entry.bucket;
+            let identity = entry.identity.clone();
+            if cache_trusted && entry.generation == generation_of(bucket) {
+                decision.cache = CacheUse::Hit;
+                decision.verdict = self.verdict(rule, identity);
+                return Check::Decided(decision);
+            }
+            cache_use = CacheUse::Revalidated;
+        }
+        let parsed = match known {
+            Some(p) => p,
+            // Revalidating a JWT this worker verified before (same text, same
+            // hash): only its grant needs checking again.
+            None if cache_use == CacheUse::Revalidated => match jwt::parse_unverified(&presented) {
+                Some(p) => p,
+                None => {
+                    decision.cache = cache_use;
+                    decision.verdict = self.verdict(rule, None);
+                    return Check::Decided(decision);
+                }
+            },
+            None => match self.verify_jwt(&presented, now) {
+                Some(p) => p,
+                None => {
+                    self.cache.remove(&hash);
+                    decision.cache = cache_use;
+                    decision.verdict = self.verdict(rule, None);
+                    return Check::Decided(decision);
+                }
+            },
+        };
+        let generation = generation_of(parsed.bucket);
+        Check::Lookup(PendingLookup {
+            token: parsed,
+            rule,
+            generation,
+            cache_use,
+            token_in_query,
+        })
+    }
+
+    /// The decision once the store answered a [`PendingLookup`]. A store that
+    /// did not answer is a 503, never a pass.
+    pub fn finish(
+        &mut self,
+        pending: PendingLookup,
+        found: Result<Option<Grant>, LookupFailed>,
+        now: u64,
+    ) -> Decision {
+        let mut decision = Decision {
+            verdict: Verdict::Allow(None),
+            cache: pending.cache_use,
+            token_in_query: pending.token_in_query,
+        };
+        let grant = match found {
+            Ok(g) => g,
+            // Unreadable data is never trusted: an invalid token.
+            Err(LookupFailed::Corrupt) => None,
+            Err(LookupFailed::Unavailable) => {
+                decision.verdict = Verdict::Deny(Reason::StoreUnavailable, self.unavailable());
                 return decision;
             }
         };
-        let (identity, cache_use) = self.validate(kv, now, &presented);
-        decision.cache = cache_use;
-        let required: &[String] = rule.map_or(&[], |i| &self.cfg.rules[i].scopes);
-        decision.verdict = match identity {
+        let identity = grant.map(|g| {
+            Rc::new(Identity {
+                expires_header: g.access_expires_at.to_string(),
+                client_id: g.client_id,
+                user: g.user,
+                scope: g.scope,
+                expires_at: g.access_expires_at,
+            })
+        });
+        let hash = pending.token.hash;
+        match &identity {
+            Some(i) => {
+                let until = now
+                    .saturating_add(self.cfg.cache.ttl_seconds)
+                    .min(i.expires_at);
+                self.cache.insert(
+                    hash,
+                    identity.clone(),
+                    until,
+                    pending.generation,
+                    pending.token.bucket,
+                );
+            }
+            None if self.cfg.cache.negative_ttl_seconds > 0 => {
+                self.cache.insert(
+                    hash,
+                    None,
+                    now + self.cfg.cache.negative_ttl_seconds,
+                    pending.generation,
+                    pending.token.bucket,
+                );
+            }
+            None => self.cache.remove(&hash),
+        }
+        decision.verdict = self.verdict(pending.rule, identity);
+        decision
+    }
+
+    /// Allowed with the identity if it has the rule's scopes; refused otherwise.
+    fn verdict(&self, rule: Option<usize>, identity: Option<Rc<Identity>>) -> Verdict {
+        let required: &[String] = rule
+            .and_then(|i| self.cfg.rules.get(i))
+            .map_or(&[], |r| &r.scopes);
+        match identity {
             None => Verdict::Deny(Reason::InvalidToken, self.unauthorized(Some(INVALID))),
             Some(id) if !id.has_scopes(required) => {
                 Verdict::Deny(Reason::InsufficientScope, self.insufficient_scope(required))
             }
             Some(id) => Verdict::Allow(Some(id)),
-        };
-        decision
+        }
     }
 
     fn requirement(&self, method: &str, path: &str) -> Requirement {
@@ -177,101 +353,6 @@ impl Guard {
             (None, Some(t)) => Ok(Some((t, true))),
             (None, None) => Ok(None),
         }
-    }
-
-    /// The token's identity if valid. Immediate mode reads the shard's revocation
-    /// generation before the store, so a revocation racing with this check is
-    /// seen by the next request at the latest. A JWT is looked up in the cache
-    /// by the hash of its text first: a hit skips the signature check.
-    fn validate(
-        &mut self,
-        kv: &dyn KvStore,
-        now: u64,
-        text: &str,
-    ) -> (Option<Rc<Identity>>, CacheUse) {
-        let immediate = self.cfg.revocation_mode == RevocationMode::Immediate;
-        let generation_of = |bucket| {
-            if immediate {
-                GrantStore::revocation_generation(kv, bucket)
-            } else {
-                0
-            }
-        };
-        let is_jwt = jwt::looks_like_jwt(text);
-        let (hash, known_bucket) = if is_jwt {
-            // Without a `jwt` section, JWT-shaped tokens are simply invalid.
-            if self.cfg.jwt.is_none() || text.len() > MAX_TOKEN_LEN {
-                return (None, CacheUse::NotNeeded);
-            }
-            (TokenHash::of_text(text), None)
-        } else {
-            match token::parse(text).filter(|t| t.kind == TokenKind::Access) {
-                Some(p) => (p.hash, Some(p)),
-                None => return (None, CacheUse::NotNeeded),
-            }
-        };
-        let mut cache_use = CacheUse::Miss;
-        if let Some(entry) = self.cache.get(&hash, now) {
-            // Entries never outlive their token (valid_until <= expiry).
-            if entry.generation == generation_of(entry.bucket) {
-                return (entry.identity.clone(), CacheUse::Hit);
-            }
-            cache_use = CacheUse::Revalidated;
-        }
-        let parsed = match known_bucket {
-            Some(p) => p,
-            // Revalidating a JWT this worker verified before (same text, same
-            // hash): only its grant needs checking again.
-            None if cache_use == CacheUse::Revalidated => match jwt::parse_unverified(text) {
-                Some(p) => p,
-                None => return (None, cache_use),
-            },
-            None => match self.verify_jwt(text, now) {
-                Some(p) => p,
-                None => {
-                    self.cache.remove(&hash);
-                    return (None, cache_use);
-                }
-            },
-        };
-        let generation = generation_of(parsed.bucket);
-        let identity = GrantStore::lookup_in(kv, &parsed, now)
-            .ok()
-            .flatten()
-            .map(|g| {
-                Rc::new(Identity {
-                    client_id: g.client_id,
-                    user: g.user,
-                    scope: g.scope,
-                    expires_at: g.access_expires_at,
-                    expires_header: g.access_expires_at.to_string(),
-                })
-            });
-        match &identity {
-            Some(i) => {
-                let until = now
-                    .saturating_add(self.cfg.cache.ttl_seconds)
-                    .min(i.expires_at);
-                self.cache.insert(
-                    parsed.hash,
-                    identity.clone(),
-                    until,
-                    generation,
-                    parsed.bucket,
-                );
-            }
-            None if self.cfg.cache.negative_ttl_seconds > 0 => {
-                self.cache.insert(
-                    parsed.hash,
-                    None,
-                    now + self.cfg.cache.negative_ttl_seconds,
-                    generation,
-                    parsed.bucket,
-                );
-            }
-            None => self.cache.remove(&parsed.hash),
-        }
-        (identity, cache_use)
     }
 
     /// A JWT's signature, `typ`, `iss`, `aud`, `exp`/`nbf`/`iat` (with leeway),
@@ -350,6 +431,16 @@ impl Guard {
             d,
             Some(self.challenge(Some(("invalid_request", d)), None)),
         )
+    }
+
+    fn unavailable(&self) -> Response {
+        Self::json(
+            503,
+            "temporarily_unavailable",
+            "the token store cannot be reached; retry",
+            None,
+        )
+        .header("retry-after", "1")
     }
 
     fn forbidden(&self) -> Response {

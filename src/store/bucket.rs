@@ -53,6 +53,18 @@ impl Bucket {
         before - self.grants.len()
     }
 
+    /// When the last token of any grant here expires (`None`: no grant).
+    pub fn expires_at(&self) -> Option<u64> {
+        self.grants
+            .iter()
+            .map(|g| {
+                g.refresh.as_ref().map_or(g.access_expires_at, |r| {
+                    r.expires_at.max(g.access_expires_at)
+                })
+            })
+            .max()
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(3 + self.grants.len() * 160);
         out.push(VERSION);

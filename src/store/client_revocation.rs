@@ -13,6 +13,7 @@
 use std::collections::BTreeSet;
 
 use crate::host::{KvStore, Randomness, WriteError};
+use crate::store::kv::run_now;
 use crate::store::{GrantStore, StoreError, StoreLayout, CAS_RETRIES};
 
 pub const SWEPT_KEY: &str = "oauth2/revoked_clients";
@@ -40,7 +41,10 @@ pub fn apply(
     let revoked = if new.is_empty() {
         None
     } else {
-        Some(GrantStore::new(kv, rng, layout).revoke_clients(&new, now)?)
+        // Shared data answers at once: the sweep runs to its end here.
+        let mut store = GrantStore::new(kv, rng, layout);
+        let sweep = store.revoke_clients(&new, now);
+        Some(run_now(sweep).unwrap_or(Err(StoreError::Unavailable))?)
     };
     // Remember the list as applied. Losing this write only means one more sweep
     // at the next configuration: never a token kept alive.
@@ -72,6 +76,8 @@ mod tests {
     use super::*;
     use crate::host::memory::MemoryKv;
     use crate::host::HostRandomness;
+    #[allow(unused_imports)]
+    use crate::store::kv::{Kv, Sync_};
     use crate::store::{GrantRequest, Lifetimes};
     use crate::token;
 
@@ -91,12 +97,15 @@ mod tests {
                 refresh: Some(86400),
             },
         };
-        store.issue(&req, 1000).unwrap().access_token
+        store.issue(&req, 1000).sync().unwrap().access_token
     }
 
     fn live(kv: &MemoryKv, access: &str) -> bool {
         let t = token::parse(access).unwrap();
-        GrantStore::lookup_in(kv, &t, 1001).unwrap().is_some()
+        GrantStore::lookup_in(&Kv::Local(kv), &t, 1001)
+            .sync()
+            .unwrap()
+            .is_some()
     }
 
     fn list(ids: &[&str]) -> Vec<String> {

@@ -49,7 +49,7 @@ pub const CODE_INVALID: &str = "the authorization code is invalid, expired or al
 
 impl GrantStore<'_> {
     /// Stores a new code grant; returns the code (once).
-    pub fn issue_code(
+    pub async fn issue_code(
         &mut self,
         binding: &CodeBinding,
         lifetime: u64,
@@ -85,7 +85,7 @@ impl GrantStore<'_> {
                 grant,
                 limit: self.layout.grants_per_bucket as usize,
             };
-            if run_txn(self.kv, bucket, &mut txn, now, &mut self.report)? {
+            if run_txn(&self.kv, bucket, &mut txn, now, &mut self.report).await? {
                 return Ok(code.text);
             }
         }
@@ -94,10 +94,10 @@ impl GrantStore<'_> {
     }
 
     /// Exchanges a code for tokens, in one CAS on its grant.
-    pub fn redeem_code(
+    pub async fn redeem_code(
         &mut self,
         code: &ParsedToken,
-        r: &CodeRedemption,
+        r: &CodeRedemption<'_>,
         now: u64,
     ) -> Result<IssuedTokens, RedeemError> {
         if code.bucket >= MAX_BUCKETS {
@@ -105,7 +105,7 @@ impl GrantStore<'_> {
         }
         let store_err = |e: crate::host::RandomUnavailable| RedeemError::Store(e.into());
         // The code's record says whose token this is and for what.
-        let Some(grant) = self.peek(code) else {
+        let Some(grant) = self.peek(code).await.map_err(RedeemError::Store)? else {
             return Err(RedeemError::Invalid(CODE_INVALID));
         };
         let facts = AccessTokenFacts {
@@ -120,7 +120,7 @@ impl GrantStore<'_> {
         let access = self.format.mint(&facts, self.rng).map_err(store_err)?;
         let refresh = match r.lifetimes.refresh {
             Some(_) => {
-                let key = self.key().map_err(RedeemError::Store)?;
+                let key = self.key().await.map_err(RedeemError::Store)?;
                 Some(
                     token::mint_refresh(code.bucket, &code.grant_id, self.rng, &key)
                         .map_err(store_err)?,
@@ -135,7 +135,8 @@ impl GrantStore<'_> {
             access: &access,
             refresh: refresh.as_ref(),
         };
-        let out = run_txn(self.kv, code.bucket, &mut txn, now, &mut self.report)
+        let out = run_txn(&self.kv, code.bucket, &mut txn, now, &mut self.report)
+            .await
             .map_err(RedeemError::Store)?;
         match out {
             Ok(scope) => Ok(IssuedTokens {
@@ -146,7 +147,7 @@ impl GrantStore<'_> {
             }),
             Err(RedeemError::Replayed) => {
                 self.report.code_replay_revoked += 1;
-                self.bump_revocation(code.bucket);
+                self.bump_revocation(code.bucket, now).await;
                 Err(RedeemError::Replayed)
             }
             Err(e) => Err(e),
@@ -226,6 +227,8 @@ mod tests {
     use super::*;
     use crate::host::memory::MemoryKv;
     use crate::host::HostRandomness;
+    #[allow(unused_imports)]
+    use crate::store::kv::{Kv, Sync_};
     use crate::store::StoreLayout;
 
     const LAYOUT: StoreLayout = StoreLayout {
@@ -267,7 +270,7 @@ mod tests {
         let kv = MemoryKv::default();
         let mut s = GrantStore::new(&kv, &HostRandomness, LAYOUT);
         s.ensure_created().unwrap();
-        let c = s.issue_code(&binding(true), 60, 1000).unwrap();
+        let c = s.issue_code(&binding(true), 60, 1000).sync().unwrap();
         let p = code(&c);
         // Not a bearer token, and the pending grant accepts no token.
         assert!(token::parse(&c).is_none());
@@ -275,12 +278,15 @@ mod tests {
             kind: token::TokenKind::Access,
             ..p.clone()
         };
-        assert!(s.lookup(&as_access, 1001).is_none());
+        assert!(s.lookup(&as_access, 1001).sync().unwrap().is_none());
         let t = s
             .redeem_code(&p, &redemption("app", Some(VERIFIER)), 1001)
+            .sync()
             .unwrap();
         let g = s
             .lookup(&token::parse(&t.access_token).unwrap(), 1002)
+            .sync()
+            .unwrap()
             .unwrap();
         assert_eq!(
             (g.user.as_deref(), g.scope.as_str()),
@@ -290,22 +296,28 @@ mod tests {
         // Replay: refused, and the tokens it produced die.
         assert_eq!(
             s.redeem_code(&p, &redemption("app", Some(VERIFIER)), 1003)
+                .sync()
                 .err(),
             Some(RedeemError::Replayed)
         );
         assert_eq!(s.report.code_replay_revoked, 1);
         assert!(s
             .lookup(&token::parse(&t.access_token).unwrap(), 1004)
+            .sync()
+            .unwrap()
             .is_none());
         assert!(s
             .lookup(
                 &token::parse(t.refresh_token.as_deref().unwrap()).unwrap(),
                 1004
             )
+            .sync()
+            .unwrap()
             .is_none());
         // A third time it is simply unknown.
         assert_eq!(
             s.redeem_code(&p, &redemption("app", Some(VERIFIER)), 1005)
+                .sync()
                 .err(),
             Some(RedeemError::Invalid(CODE_INVALID))
         );
@@ -316,53 +328,52 @@ mod tests {
         let kv = MemoryKv::default();
         let mut s = GrantStore::new(&kv, &HostRandomness, LAYOUT);
         s.ensure_created().unwrap();
-        let c = s.issue_code(&binding(true), 60, 1000).unwrap();
+        let c = s.issue_code(&binding(true), 60, 1000).sync().unwrap();
         let p = code(&c);
         let is_invalid =
             |r: Result<IssuedTokens, RedeemError>| matches!(r, Err(RedeemError::Invalid(_)));
-        assert!(is_invalid(s.redeem_code(
-            &p,
-            &redemption("other", Some(VERIFIER)),
-            1001
-        )));
-        assert!(is_invalid(s.redeem_code(
-            &p,
-            &redemption("app", None),
-            1001
-        )));
+        assert!(is_invalid(
+            s.redeem_code(&p, &redemption("other", Some(VERIFIER)), 1001)
+                .sync()
+        ));
+        assert!(is_invalid(
+            s.redeem_code(&p, &redemption("app", None), 1001).sync()
+        ));
         let wrong = VERIFIER.replace('d', "e");
-        assert!(is_invalid(s.redeem_code(
-            &p,
-            &redemption("app", Some(&wrong)),
-            1001
-        )));
+        assert!(is_invalid(
+            s.redeem_code(&p, &redemption("app", Some(&wrong)), 1001)
+                .sync()
+        ));
         let mut r = redemption("app", Some(VERIFIER));
         r.redirect_uri = Some("https://app/cb2");
-        assert!(is_invalid(s.redeem_code(&p, &r, 1001)));
+        assert!(is_invalid(s.redeem_code(&p, &r, 1001).sync()));
         r.redirect_uri = None;
-        assert!(is_invalid(s.redeem_code(&p, &r, 1001)));
+        assert!(is_invalid(s.redeem_code(&p, &r, 1001).sync()));
         // A forged code for the same grant.
         let forged =
             token::mint_handle(HandleKind::Code, p.bucket, &p.grant_id, &HostRandomness).unwrap();
-        assert!(is_invalid(s.redeem_code(
-            &code(&forged.text),
-            &redemption("app", Some(VERIFIER)),
-            1001
-        )));
+        assert!(is_invalid(
+            s.redeem_code(
+                &code(&forged.text),
+                &redemption("app", Some(VERIFIER)),
+                1001
+            )
+            .sync()
+        ));
         // Expired.
-        assert!(is_invalid(s.redeem_code(
-            &p,
-            &redemption("app", Some(VERIFIER)),
-            1060
-        )));
+        assert!(is_invalid(
+            s.redeem_code(&p, &redemption("app", Some(VERIFIER)), 1060)
+                .sync()
+        ));
         // A fresh one still works after all of these.
-        let c2 = s.issue_code(&binding(true), 60, 2000).unwrap();
+        let c2 = s.issue_code(&binding(true), 60, 2000).sync().unwrap();
         let p2 = code(&c2);
         for _ in 0..3 {
-            let _ = s.redeem_code(&p2, &redemption("app", None), 2001);
+            let _ = s.redeem_code(&p2, &redemption("app", None), 2001).sync();
         }
         assert!(s
             .redeem_code(&p2, &redemption("app", Some(VERIFIER)), 2001)
+            .sync()
             .is_ok());
     }
 
@@ -373,15 +384,16 @@ mod tests {
         s.ensure_created().unwrap();
         let mut b = binding(false);
         b.redirect_given = false;
-        let p = code(&s.issue_code(&b, 60, 1000).unwrap());
+        let p = code(&s.issue_code(&b, 60, 1000).sync().unwrap());
         assert!(matches!(
-            s.redeem_code(&p, &redemption("app", Some(VERIFIER)), 1001),
+            s.redeem_code(&p, &redemption("app", Some(VERIFIER)), 1001)
+                .sync(),
             Err(RedeemError::Invalid(_))
         ));
         let mut r = redemption("app", None);
         r.redirect_uri = None;
         r.lifetimes.refresh = None;
-        let t = s.redeem_code(&p, &r, 1001).unwrap();
+        let t = s.redeem_code(&p, &r, 1001).sync().unwrap();
         assert!(t.refresh_token.is_none());
     }
 
@@ -394,6 +406,7 @@ mod tests {
             .unwrap();
         let c = GrantStore::new(&*kv, &HostRandomness, LAYOUT)
             .issue_code(&binding(true), 60, 1000)
+            .sync()
             .unwrap();
         let handles: Vec<_> = (0..12)
             .map(|_| {
@@ -403,6 +416,7 @@ mod tests {
                     let mut s = GrantStore::new(&*kv, &HostRandomness, LAYOUT);
                     s.ensure_created().unwrap();
                     s.redeem_code(&code(&c), &redemption("app", Some(VERIFIER)), 1001)
+                        .sync()
                         .is_ok()
                 })
             })

@@ -14,8 +14,10 @@ use crate::host::{KvStore, Randomness, WriteError};
 use crate::oauth::scope;
 use crate::store::bucket::{Bucket, Corrupt};
 use crate::store::grant::{Grant, RefreshState};
-use crate::store::keys::{bucket_key, revocation_key};
+use crate::store::keys::{bucket_key, revlog_key, revocation_key};
+use crate::store::kv::Kv;
 use crate::store::refresh_grace::DerivedSecret;
+use crate::store::revocation_feed::REVLOG_TTL_SECS;
 use crate::store::server_key::{self, ServerKey};
 use crate::store::txn::{run_txn, BucketTxn, Step, StoreError, TxnReport, CAS_RETRIES};
 use crate::store::{StoreLayout, MAX_BUCKETS, REVOCATION_SHARDS};
@@ -26,6 +28,15 @@ use crate::token::{
 
 /// How many random buckets an issuance tries before the store counts as full.
 pub(super) const PLACEMENT_TRIES: usize = 4;
+
+/// Why a lookup found nothing to go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupFailed {
+    /// The stored value is unreadable (never trusted).
+    Corrupt,
+    /// The store did not answer.
+    Unavailable,
+}
 
 /// Lifetimes of the tokens of one issuance, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +81,7 @@ pub struct RevokedGrant {
 }
 
 pub struct GrantStore<'a> {
-    pub(super) kv: &'a dyn KvStore,
+    pub(super) kv: Kv<'a>,
     pub(super) rng: &'a dyn Randomness,
     pub(super) layout: StoreLayout,
     /// How access tokens look (opaque unless the caller says otherwise).
@@ -79,7 +90,13 @@ pub struct GrantStore<'a> {
 }
 
 impl<'a> GrantStore<'a> {
+    /// A store over Envoy shared data (or memory, in tests).
     pub fn new(kv: &'a dyn KvStore, rng: &'a dyn Randomness, layout: StoreLayout) -> Self {
+        Self::over(Kv::Local(kv), rng, layout)
+    }
+
+    /// A store over any [`Kv`]: local, or remote (etcd).
+    pub fn over(kv: Kv<'a>, rng: &'a dyn Randomness, layout: StoreLayout) -> Self {
         GrantStore {
             kv,
             rng,
@@ -97,50 +114,60 @@ impl<'a> GrantStore<'a> {
 
     /// The grant record `token` names, whatever its state: what a new access
     /// token of it will state (its user, scope and times).
-    pub(super) fn peek(&self, token: &ParsedToken) -> Option<Grant> {
-        let current = self.kv.get(&bucket_key(token.bucket));
-        Bucket::decode_one(current.value.as_deref().unwrap_or(&[]), &token.grant_id)
-            .ok()
-            .flatten()
+    pub(super) async fn peek(&self, token: &ParsedToken) -> Result<Option<Grant>, StoreError> {
+        let current = self.kv.get(&bucket_key(token.bucket)).await?;
+        Ok(
+            Bucket::decode_one(current.value.as_deref().unwrap_or(&[]), &token.grant_id)
+                .ok()
+                .flatten(),
+        )
     }
 
     /// Creates every bucket and revocation key, and the store's key, that does not exist yet. Run once
     /// at configuration, before requests: Envoy accepts any write to a missing
     /// key, so a key first created while another worker writes it could lose that
     /// write. Returns how many keys it created.
+    /// A remote store creates nothing up front: it has create-if-absent.
     pub fn ensure_created(&self) -> Result<u32, StoreError> {
+        let Kv::Local(kv) = &self.kv else {
+            return Ok(0);
+        };
+        let kv = *kv;
         let mut created = 0;
         let keys = (0..self.layout.buckets)
             .map(bucket_key)
             .chain((0..REVOCATION_SHARDS).map(revocation_key));
         for key in keys {
-            if self.kv.get(&key).cas.is_none() {
+            if kv.get(&key).cas.is_none() {
                 let empty: &[u8] = if key.starts_with("oauth2/g/") {
                     &[]
                 } else {
                     &[0; 8]
                 };
-                self.kv
-                    .set(&key, empty, None)
+                kv.set(&key, empty, None)
                     .map_err(|_| StoreError::Unavailable)?;
                 created += 1;
             }
         }
-        if server_key::ensure_key(self.kv, self.rng).map_err(|_| StoreError::Unavailable)? {
+        if server_key::ensure_key(kv, self.rng).map_err(|_| StoreError::Unavailable)? {
             created += 1;
         }
         Ok(created)
     }
 
-    /// The store's key, which refresh tokens need; created by `ensure_created`.
-    pub(super) fn key(&self) -> Result<ServerKey, StoreError> {
-        server_key::read_key(self.kv).ok_or(StoreError::Unavailable)
+    /// The store's key, which refresh tokens need (see `server_key::load`).
+    pub(super) async fn key(&self) -> Result<ServerKey, StoreError> {
+        server_key::load(&self.kv, self.rng).await
     }
 
     /// Issues a new grant with its tokens.
-    pub fn issue(&mut self, req: &GrantRequest, now: u64) -> Result<IssuedTokens, StoreError> {
+    pub async fn issue(
+        &mut self,
+        req: &GrantRequest,
+        now: u64,
+    ) -> Result<IssuedTokens, StoreError> {
         let key = match req.lifetimes.refresh {
-            Some(_) => Some(self.key()?),
+            Some(_) => Some(self.key().await?),
             None => None,
         };
         for _ in 0..PLACEMENT_TRIES {
@@ -186,7 +213,7 @@ impl<'a> GrantStore<'a> {
                 grant,
                 limit: self.layout.grants_per_bucket as usize,
             };
-            if run_txn(self.kv, bucket, &mut txn, now, &mut self.report)? {
+            if run_txn(&self.kv, bucket, &mut txn, now, &mut self.report).await? {
                 return Ok(IssuedTokens {
                     access_token: access.text,
                     refresh_token: refresh.map(|t| t.text),
@@ -200,31 +227,43 @@ impl<'a> GrantStore<'a> {
     }
 
     /// The live grant that accepts this token, if any. Read-only.
-    pub fn lookup(&mut self, token: &ParsedToken, now: u64) -> Option<Grant> {
-        Self::lookup_in(self.kv, token, now).unwrap_or_else(|_| {
-            self.report.corrupt_values += 1;
-            None
-        })
+    pub async fn lookup(
+        &mut self,
+        token: &ParsedToken,
+        now: u64,
+    ) -> Result<Option<Grant>, StoreError> {
+        match Self::lookup_in(&self.kv, token, now).await {
+            Ok(g) => Ok(g),
+            Err(LookupFailed::Corrupt) => {
+                self.report.corrupt_values += 1;
+                Ok(None)
+            }
+            Err(LookupFailed::Unavailable) => Err(StoreError::Unavailable),
+        }
     }
 
     /// [`GrantStore::lookup`] for readers without a store handle (the guard).
-    pub fn lookup_in(
-        kv: &dyn KvStore,
+    pub async fn lookup_in(
+        kv: &Kv<'_>,
         token: &ParsedToken,
         now: u64,
-    ) -> Result<Option<Grant>, Corrupt> {
+    ) -> Result<Option<Grant>, LookupFailed> {
         if token.bucket >= MAX_BUCKETS {
             return Ok(None);
         }
-        let current = kv.get(&bucket_key(token.bucket));
-        let grant = Bucket::decode_one(current.value.as_deref().unwrap_or(&[]), &token.grant_id)?;
+        let current = kv
+            .get(&bucket_key(token.bucket))
+            .await
+            .map_err(|_| LookupFailed::Unavailable)?;
+        let grant = Bucket::decode_one(current.value.as_deref().unwrap_or(&[]), &token.grant_id)
+            .map_err(|Corrupt| LookupFailed::Corrupt)?;
         Ok(grant.filter(|g| g.accepts(token.kind, &token.hash, now)))
     }
 
     /// Rotates a refresh token: the presented one dies, the grant's access token is
     /// replaced, and a new pair is returned. Any refresh token of the grant's
     /// rotation chain already rotated away revokes the whole grant (reuse detection).
-    pub fn refresh(
+    pub async fn refresh(
         &mut self,
         token: &ParsedToken,
         client_id: &str,
@@ -237,7 +276,7 @@ impl<'a> GrantStore<'a> {
             return Err(RefreshError::InvalidGrant);
         }
         let refresh_life = lifetimes.refresh.unwrap_or(0);
-        let key = self.key().map_err(RefreshError::Store)?;
+        let key = self.key().await.map_err(RefreshError::Store)?;
         // With a grace period the new pair is a function of the presented token, so
         // a retry of it recomputes the same pair (see `refresh_grace`).
         let derived = |label| DerivedSecret {
@@ -252,7 +291,7 @@ impl<'a> GrantStore<'a> {
         };
         // What the new access token states; a retry within the grace period
         // restates the rotation it repeats, so it mints the same token.
-        let Some(grant) = self.peek(token) else {
+        let Some(grant) = self.peek(token).await.map_err(RefreshError::Store)? else {
             return Err(RefreshError::InvalidGrant);
         };
         let retry = grant
@@ -293,12 +332,13 @@ impl<'a> GrantStore<'a> {
             access_life: lifetimes.access,
             refresh_life,
         };
-        let outcome = run_txn(self.kv, token.bucket, &mut txn, now, &mut self.report)
+        let outcome = run_txn(&self.kv, token.bucket, &mut txn, now, &mut self.report)
+            .await
             .map_err(RefreshError::Store)?;
         match outcome {
             RotateOutcome::Rotated { scope } => {
                 // The grant's previous access token is now invalid.
-                self.bump_revocation(token.bucket);
+                self.bump_revocation(token.bucket, now).await;
                 Ok(IssuedTokens {
                     access_token: access.text,
                     refresh_token: Some(refresh.text),
@@ -308,7 +348,7 @@ impl<'a> GrantStore<'a> {
             }
             RotateOutcome::ReuseRevoked => {
                 self.report.refresh_reuse_revoked += 1;
-                self.bump_revocation(token.bucket);
+                self.bump_revocation(token.bucket, now).await;
                 Err(RefreshError::InvalidGrant)
             }
             RotateOutcome::Invalid => Err(RefreshError::InvalidGrant),
@@ -318,7 +358,7 @@ impl<'a> GrantStore<'a> {
 
     /// Revokes the grant a token belongs to, if it belongs to `client_id`.
     /// `Ok(None)`: unknown, dead, or another client's token: indistinguishable.
-    pub fn revoke(
+    pub async fn revoke(
         &mut self,
         token: &ParsedToken,
         client_id: &str,
@@ -331,9 +371,9 @@ impl<'a> GrantStore<'a> {
             presented: token,
             client_id,
         };
-        let out = run_txn(self.kv, token.bucket, &mut txn, now, &mut self.report)?;
+        let out = run_txn(&self.kv, token.bucket, &mut txn, now, &mut self.report).await?;
         if out.is_some() {
-            self.bump_revocation(token.bucket);
+            self.bump_revocation(token.bucket, now).await;
         }
         Ok(out)
     }
@@ -341,47 +381,77 @@ impl<'a> GrantStore<'a> {
     /// Revokes every grant of these clients, in every bucket that exists (also
     /// buckets beyond the current layout, left by an earlier one: tokens name
     /// their bucket). Run at configuration; returns how many grants it revoked.
-    pub fn revoke_clients(&mut self, clients: &[String], now: u64) -> Result<u32, StoreError> {
+    pub async fn revoke_clients(
+        &mut self,
+        clients: &[String],
+        now: u64,
+    ) -> Result<u32, StoreError> {
         let mut total = 0;
         for bucket in 0..MAX_BUCKETS {
             // Buckets are created as 0..n: the first missing one ends the scan.
-            if self.kv.get(&bucket_key(bucket)).cas.is_none() {
+            if self.kv.get(&bucket_key(bucket)).await?.version.is_none() {
                 break;
             }
             let revoked = run_txn(
-                self.kv,
+                &self.kv,
                 bucket,
                 &mut RevokeClients { clients },
                 now,
                 &mut self.report,
-            )?;
+            )
+            .await?;
             if revoked > 0 {
                 total += revoked;
-                self.bump_revocation(bucket);
+                self.bump_revocation(bucket, now).await;
             }
         }
         Ok(total)
     }
 
-    /// Current revocation generation of the shard of `bucket`.
+    /// Current revocation generation of the shard of `bucket` (shared data).
     pub fn revocation_generation(kv: &dyn KvStore, bucket: u32) -> u64 {
         read_generation(&kv.get(&revocation_key(bucket)).value)
     }
 
-    /// Best effort with bounded retries: the revocation itself already happened;
-    /// if this fails, caches in `immediate` mode fall back to their TTL.
-    pub(super) fn bump_revocation(&mut self, bucket: u32) {
-        let key = revocation_key(bucket);
-        for _ in 0..CAS_RETRIES {
-            let cur = self.kv.get(&key);
-            let next = read_generation(&cur.value).wrapping_add(1);
-            match self.kv.set(&key, &next.to_be_bytes(), cur.cas) {
-                Ok(()) => return,
-                Err(WriteError::CasMismatch) => self.report.cas_retries += 1,
-                Err(WriteError::Failed) => return,
-            }
+    /// Tells every cache that a token of `bucket` stopped being valid early.
+    /// Locally: the shard's generation goes up (one shared-data counter every
+    /// worker reads). Remotely: an event in the revocation log, which every
+    /// node polls (`crate::store::revocation_feed`). Best effort with bounded
+    /// retries: the revocation itself already happened; if this fails, caches
+    /// fall back to their TTL.
+    pub(super) async fn bump_revocation(&mut self, bucket: u32, now: u64) {
+        if self.kv.is_remote() {
+            let mut id = [0u8; 8];
+            let _ = self.rng.fill(&mut id);
+            let key = revlog_key(now, &id);
+            let expires = now.saturating_add(REVLOG_TTL_SECS);
+            let _ = self
+                .kv
+                .put(&key, bucket.to_be_bytes().to_vec(), None, expires)
+                .await;
+        }
+        // This node's caches need not wait for the log.
+        if let Some(kv) = self.kv.node_local() {
+            self.report.cas_retries += bump_local_generation(kv, bucket);
         }
     }
+}
+
+/// Moves the revocation generation of `bucket`'s shard in shared data, with
+/// bounded CAS retries (best effort: caches fall back to their TTL). Returns
+/// the retries it took. Fleet mode calls it for revocations heard from etcd.
+pub fn bump_local_generation(kv: &dyn KvStore, bucket: u32) -> u32 {
+    let key = revocation_key(bucket);
+    let mut retries = 0;
+    for _ in 0..CAS_RETRIES {
+        let cur = kv.get(&key);
+        let next = read_generation(&cur.value).wrapping_add(1);
+        match kv.set(&key, &next.to_be_bytes(), cur.cas) {
+            Err(WriteError::CasMismatch) => retries += 1,
+            _ => break,
+        }
+    }
+    retries
 }
 
 pub fn read_generation(value: &Option<Vec<u8>>) -> u64 {
@@ -553,6 +623,8 @@ mod tests {
     use super::*;
     use crate::host::memory::MemoryKv;
     use crate::host::HostRandomness;
+    #[allow(unused_imports)]
+    use crate::store::kv::{Kv, Sync_};
     use crate::store::*;
 
     const LAYOUT: StoreLayout = StoreLayout {
@@ -597,25 +669,29 @@ mod tests {
     fn issued_tokens_are_found_by_kind_and_nothing_else_is() {
         let kv = MemoryKv::default();
         let mut store = created(&kv);
-        let t = store.issue(&user_grant("c1"), 1000).unwrap();
+        let t = store.issue(&user_grant("c1"), 1000).sync().unwrap();
         let access = parsed(&t.access_token);
         let refresh = parsed(t.refresh_token.as_deref().unwrap());
-        let g = store.lookup(&access, 1001).unwrap();
+        let g = store.lookup(&access, 1001).sync().unwrap().unwrap();
         assert_eq!(g.client_id, "c1");
         assert_eq!(g.scope, "default PRODUCTION");
-        assert!(store.lookup(&refresh, 1001).is_some());
+        assert!(store.lookup(&refresh, 1001).sync().unwrap().is_some());
         // Expired.
-        assert!(store.lookup(&access, 1000 + 3600).is_none());
+        assert!(store.lookup(&access, 1000 + 3600).sync().unwrap().is_none());
         // Same grant id and bucket, wrong secret.
         let forged = token::mint_access(access.bucket, &access.grant_id, &HostRandomness).unwrap();
-        assert!(store.lookup(&parsed(&forged.text), 1001).is_none());
+        assert!(store
+            .lookup(&parsed(&forged.text), 1001)
+            .sync()
+            .unwrap()
+            .is_none());
     }
 
     #[test]
     fn the_store_keeps_only_hashes() {
         let kv = MemoryKv::default();
         let mut store = created(&kv);
-        let t = store.issue(&user_grant("c1"), 1000).unwrap();
+        let t = store.issue(&user_grant("c1"), 1000).sync().unwrap();
         let b = parsed(&t.access_token).bucket;
         let raw = kv.get(&bucket_key(b)).value.unwrap();
         let text = String::from_utf8_lossy(&raw);
@@ -639,17 +715,23 @@ mod tests {
             access: 3600,
             refresh: Some(86400),
         };
-        let t = store.issue(&user_grant("c1"), 1000).unwrap();
+        let t = store.issue(&user_grant("c1"), 1000).sync().unwrap();
         let old_access = parsed(&t.access_token);
         let r1 = parsed(t.refresh_token.as_deref().unwrap());
         let gen_before = GrantStore::revocation_generation(&kv, r1.bucket);
         let n = store
             .refresh(&r1, "c1", Some(&["PRODUCTION"]), life, 0, 2000)
+            .sync()
             .unwrap();
         assert_eq!(n.scope, "PRODUCTION");
-        assert!(store.lookup(&old_access, 2001).is_none());
+        assert!(store.lookup(&old_access, 2001).sync().unwrap().is_none());
         assert_eq!(
-            store.lookup(&parsed(&n.access_token), 2001).unwrap().scope,
+            store
+                .lookup(&parsed(&n.access_token), 2001)
+                .sync()
+                .unwrap()
+                .unwrap()
+                .scope,
             "PRODUCTION"
         );
         assert!(GrantStore::revocation_generation(&kv, r1.bucket) > gen_before);
@@ -658,16 +740,17 @@ mod tests {
         assert_eq!(
             store
                 .refresh(&r2, "c1", Some(&["default"]), life, 0, 2001)
+                .sync()
                 .err(),
             Some(RefreshError::InvalidScope)
         );
         // Another client cannot use it.
         assert_eq!(
-            store.refresh(&r2, "c2", None, life, 0, 2001).err(),
+            store.refresh(&r2, "c2", None, life, 0, 2001).sync().err(),
             Some(RefreshError::InvalidGrant)
         );
         // r2 still works for its own client after the failed attempts.
-        assert!(store.refresh(&r2, "c1", None, life, 0, 2002).is_ok());
+        assert!(store.refresh(&r2, "c1", None, life, 0, 2002).sync().is_ok());
     }
 
     #[test]
@@ -678,17 +761,24 @@ mod tests {
             access: 3600,
             refresh: Some(86400),
         };
-        let t = store.issue(&user_grant("c1"), 1000).unwrap();
+        let t = store.issue(&user_grant("c1"), 1000).sync().unwrap();
         let r1 = parsed(t.refresh_token.as_deref().unwrap());
-        let n = store.refresh(&r1, "c1", None, life, 0, 1001).unwrap();
+        let n = store
+            .refresh(&r1, "c1", None, life, 0, 1001)
+            .sync()
+            .unwrap();
         assert_eq!(
-            store.refresh(&r1, "c1", None, life, 0, 1002).err(),
+            store.refresh(&r1, "c1", None, life, 0, 1002).sync().err(),
             Some(RefreshError::InvalidGrant)
         );
-        assert!(store.lookup(&parsed(&n.access_token), 1003).is_none());
+        assert!(store
+            .lookup(&parsed(&n.access_token), 1003)
+            .sync()
+            .unwrap()
+            .is_none());
         let r2 = parsed(n.refresh_token.as_deref().unwrap());
         assert_eq!(
-            store.refresh(&r2, "c1", None, life, 0, 1003).err(),
+            store.refresh(&r2, "c1", None, life, 0, 1003).sync().err(),
             Some(RefreshError::InvalidGrant)
         );
     }
@@ -701,12 +791,13 @@ mod tests {
             access: 3600,
             refresh: Some(86400),
         };
-        let t = store.issue(&user_grant("c1"), 1000).unwrap();
+        let t = store.issue(&user_grant("c1"), 1000).sync().unwrap();
         let mut chain = vec![t.refresh_token.unwrap()];
         let mut access = t.access_token;
         for now in 1001..1005 {
             let n = store
                 .refresh(&parsed(chain.last().unwrap()), "c1", None, life, 0, now)
+                .sync()
                 .unwrap();
             chain.push(n.refresh_token.unwrap());
             access = n.access_token;
@@ -719,29 +810,48 @@ mod tests {
         assert_eq!(
             store
                 .refresh(&parsed(&forged.text), "c1", None, life, 0, 1010)
+                .sync()
                 .err(),
             Some(RefreshError::InvalidGrant)
         );
-        assert!(store.lookup(&parsed(&access), 1010).is_some());
+        assert!(store
+            .lookup(&parsed(&access), 1010)
+            .sync()
+            .unwrap()
+            .is_some());
         // Neither does a genuine old token presented by another client.
         assert_eq!(
-            store.refresh(&first, "c2", None, life, 0, 1010).err(),
+            store
+                .refresh(&first, "c2", None, life, 0, 1010)
+                .sync()
+                .err(),
             Some(RefreshError::InvalidGrant)
         );
-        assert!(store.lookup(&parsed(&access), 1010).is_some());
+        assert!(store
+            .lookup(&parsed(&access), 1010)
+            .sync()
+            .unwrap()
+            .is_some());
         // The first token of the chain, four rotations old: reuse.
         let gen_before = GrantStore::revocation_generation(&kv, first.bucket);
         assert_eq!(
-            store.refresh(&first, "c1", None, life, 0, 1010).err(),
+            store
+                .refresh(&first, "c1", None, life, 0, 1010)
+                .sync()
+                .err(),
             Some(RefreshError::InvalidGrant)
         );
         assert!(GrantStore::revocation_generation(&kv, first.bucket) > gen_before);
         assert_eq!(store.report.refresh_reuse_revoked, 1);
-        assert!(store.lookup(&parsed(&access), 1011).is_none());
+        assert!(store
+            .lookup(&parsed(&access), 1011)
+            .sync()
+            .unwrap()
+            .is_none());
         let last = parsed(chain.last().unwrap());
-        assert!(store.lookup(&last, 1011).is_none());
+        assert!(store.lookup(&last, 1011).sync().unwrap().is_none());
         assert_eq!(
-            store.refresh(&last, "c1", None, life, 0, 1011).err(),
+            store.refresh(&last, "c1", None, life, 0, 1011).sync().err(),
             Some(RefreshError::InvalidGrant)
         );
     }
@@ -757,33 +867,37 @@ mod tests {
             },
             ..user_grant("c1")
         };
-        let t = store.issue(&req, 1000).unwrap();
+        let t = store.issue(&req, 1000).sync().unwrap();
         let life = req.lifetimes;
         let r = parsed(t.refresh_token.as_deref().unwrap());
         assert_eq!(
-            store.refresh(&r, "c1", None, life, 0, 1060).err(),
+            store.refresh(&r, "c1", None, life, 0, 1060).sync().err(),
             Some(RefreshError::InvalidGrant)
         );
         // The access token outlives the refresh token and stays valid.
-        assert!(store.lookup(&parsed(&t.access_token), 1061).is_some());
+        assert!(store
+            .lookup(&parsed(&t.access_token), 1061)
+            .sync()
+            .unwrap()
+            .is_some());
     }
 
     #[test]
     fn revoking_either_token_revokes_both_for_the_owner_only() {
         let kv = MemoryKv::default();
         let mut store = created(&kv);
-        let t = store.issue(&user_grant("c1"), 1000).unwrap();
+        let t = store.issue(&user_grant("c1"), 1000).sync().unwrap();
         let access = parsed(&t.access_token);
         let refresh = parsed(t.refresh_token.as_deref().unwrap());
-        assert_eq!(store.revoke(&refresh, "c2", 1001).unwrap(), None);
-        assert!(store.lookup(&access, 1001).is_some());
-        let r = store.revoke(&refresh, "c1", 1001).unwrap().unwrap();
+        assert_eq!(store.revoke(&refresh, "c2", 1001).sync().unwrap(), None);
+        assert!(store.lookup(&access, 1001).sync().unwrap().is_some());
+        let r = store.revoke(&refresh, "c1", 1001).sync().unwrap().unwrap();
         assert_eq!(r.access_fingerprint, access.hash.fingerprint());
         assert_eq!(r.refresh_fingerprint, Some(refresh.hash.fingerprint()));
         assert_eq!(r.user.as_deref(), Some("admin@carbon.super"));
-        assert!(store.lookup(&access, 1001).is_none());
-        assert!(store.lookup(&refresh, 1001).is_none());
-        assert_eq!(store.revoke(&access, "c1", 1002).unwrap(), None);
+        assert!(store.lookup(&access, 1001).sync().unwrap().is_none());
+        assert!(store.lookup(&refresh, 1001).sync().unwrap().is_none());
+        assert_eq!(store.revoke(&access, "c1", 1002).sync().unwrap(), None);
     }
 
     #[test]
@@ -807,7 +921,7 @@ mod tests {
         let mut issued = 0;
         let mut full = 0;
         for _ in 0..40 {
-            match store.issue(&app, 100) {
+            match store.issue(&app, 100).sync() {
                 Ok(_) => issued += 1,
                 Err(StoreError::Full) => full += 1,
                 Err(e) => panic!("{e:?}"),
@@ -817,7 +931,9 @@ mod tests {
         assert_eq!(issued, 6);
         assert!(full > 0);
         // After expiry the space comes back, and the key count never grew.
-        let again = (0..40).filter(|_| store.issue(&app, 200).is_ok()).count();
+        let again = (0..40)
+            .filter(|_| store.issue(&app, 200).sync().is_ok())
+            .count();
         assert_eq!(again, 6);
         assert_eq!(kv.key_count(), 2 + REVOCATION_SHARDS as usize + 1);
         assert!(store.report.reclaimed >= 5);
@@ -845,7 +961,7 @@ mod tests {
         // 100 tokens a second living 10 s: ~1000 live, the store turns over 10 times.
         for second in 0..100u64 {
             for _ in 0..100 {
-                store.issue(&app, 1000 + second).unwrap();
+                store.issue(&app, 1000 + second).sync().unwrap();
             }
             sizes.push(kv.total_value_bytes());
         }
@@ -862,7 +978,7 @@ mod tests {
         let t = {
             let mut store = GrantStore::new(&*kv, &HostRandomness, LAYOUT);
             store.ensure_created().unwrap();
-            store.issue(&user_grant("c1"), 1000).unwrap()
+            store.issue(&user_grant("c1"), 1000).sync().unwrap()
         };
         let refresh = t.refresh_token.unwrap();
         let handles: Vec<_> = (0..16)
@@ -878,6 +994,7 @@ mod tests {
                     };
                     store
                         .refresh(&parsed(&refresh), "c1", None, life, 0, 1001)
+                        .sync()
                         .is_ok()
                 })
             })
@@ -902,11 +1019,15 @@ mod tests {
             },
         );
         store.ensure_created().unwrap();
-        let t = store.issue(&user_grant("c1"), 1000).unwrap();
+        let t = store.issue(&user_grant("c1"), 1000).sync().unwrap();
         kv.set(&bucket_key(0), b"\x01garbage", None).unwrap();
-        assert!(store.lookup(&parsed(&t.access_token), 1001).is_none());
+        assert!(store
+            .lookup(&parsed(&t.access_token), 1001)
+            .sync()
+            .unwrap()
+            .is_none());
         assert_eq!(store.report.corrupt_values, 1);
-        store.issue(&user_grant("c1"), 1002).unwrap();
+        store.issue(&user_grant("c1"), 1002).sync().unwrap();
         assert_eq!(store.report.corrupt_values, 2);
     }
 }

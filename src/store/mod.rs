@@ -5,12 +5,15 @@
 //! `oauth` and `token`; nothing here knows about HTTP.
 
 pub mod bucket;
+pub mod etcd;
 pub mod client_revocation;
 mod codes;
 pub mod grant;
 mod grants;
 pub mod keys;
+pub mod kv;
 pub mod refresh_grace;
+pub mod revocation_feed;
 pub mod server_key;
 pub mod txn;
 

@@ -6,8 +6,10 @@
 //! rotation when a grace period is on (see `refresh_grace`).
 
 use crate::host::{KvStore, Randomness, WriteError};
+use crate::store::kv::Kv;
+use crate::store::txn::StoreError;
 
-pub const KEY_NAME: &str = "oauth2/key";
+pub const KEY_NAME: &str = crate::store::keys::SERVER_KEY;
 
 pub use crate::token::keyed_tag::{tag, ServerKey};
 
@@ -25,6 +27,30 @@ pub fn ensure_key(kv: &dyn KvStore, rng: &dyn Randomness) -> Result<bool, WriteE
 
 pub fn read_key(kv: &dyn KvStore) -> Option<ServerKey> {
     kv.get(KEY_NAME).value.and_then(|v| v.try_into().ok())
+}
+
+/// The key, for a request. Shared data: made at configuration. A remote
+/// store: made by the first node that needs it (create-if-absent, so every
+/// node ends up with the same one), never expiring.
+pub async fn load(kv: &Kv<'_>, rng: &dyn Randomness) -> Result<ServerKey, StoreError> {
+    for _ in 0..2 {
+        let current = kv.get(KEY_NAME).await?;
+        if let Some(key) = current.value.and_then(|v| ServerKey::try_from(v).ok()) {
+            return Ok(key);
+        }
+        if !kv.is_remote() {
+            break;
+        }
+        let mut key = [0u8; 32];
+        rng.fill(&mut key)?;
+        match kv.put(KEY_NAME, key.to_vec(), None, u64::MAX).await {
+            Ok(()) => return Ok(key),
+            // Another node made it first: read theirs.
+            Err(WriteError::CasMismatch) => continue,
+            Err(WriteError::Failed) => return Err(StoreError::Unavailable),
+        }
+    }
+    Err(StoreError::Unavailable)
 }
 
 #[cfg(test)]

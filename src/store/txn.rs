@@ -1,12 +1,14 @@
 //! Every change to a bucket is a [`BucketTxn`]: a pure function of the bucket's
-//! current content. [`run_txn`] drives one against a synchronous store (Envoy
-//! shared data) with a bounded CAS retry; a remote store with asynchronous
-//! reads can drive the same transactions: read, `apply`, write with the
-//! version it read, and on a conflict read again.
+//! current content. [`run_txn`] drives one with a bounded CAS retry: read,
+//! `apply`, write with the version it read, and on a conflict read again. It
+//! runs over [`Kv`], so the same transactions run on Envoy shared data (each
+//! call answers at once) and on etcd (each call is a callout, the request
+//! paused in between).
 
-use crate::host::{KvStore, RandomUnavailable, WriteError};
+use crate::host::{RandomUnavailable, WriteError};
 use crate::store::bucket::Bucket;
 use crate::store::keys::bucket_key;
+use crate::store::kv::{Kv, Unavailable};
 
 /// Bounded retries on a CAS conflict before giving up with `Contended`.
 pub const CAS_RETRIES: usize = 32;
@@ -23,6 +25,12 @@ pub enum StoreError {
 
 impl From<RandomUnavailable> for StoreError {
     fn from(_: RandomUnavailable) -> Self {
+        StoreError::Unavailable
+    }
+}
+
+impl From<Unavailable> for StoreError {
+    fn from(_: Unavailable) -> Self {
         StoreError::Unavailable
     }
 }
@@ -58,8 +66,8 @@ pub struct TxnReport {
 }
 
 /// Runs `txn` on one bucket with bounded CAS retries.
-pub fn run_txn<T: BucketTxn>(
-    kv: &dyn KvStore,
+pub async fn run_txn<T: BucketTxn>(
+    kv: &Kv<'_>,
     bucket: u32,
     txn: &mut T,
     now: u64,
@@ -67,7 +75,7 @@ pub fn run_txn<T: BucketTxn>(
 ) -> Result<T::Output, StoreError> {
     let key = bucket_key(bucket);
     for _ in 0..CAS_RETRIES {
-        let current = kv.get(&key);
+        let current = kv.get(&key).await?;
         let mut b = match Bucket::decode(current.value.as_deref().unwrap_or(&[])) {
             Ok(b) => b,
             Err(_) => {
@@ -81,7 +89,10 @@ pub fn run_txn<T: BucketTxn>(
             Step::Done(out) => return Ok(out),
             Step::Write(out) => {
                 report.reclaimed += b.reclaim(now) as u32;
-                match kv.set(&key, &b.encode(), current.cas) {
+                // The key lives as long as its longest-lived grant (a remote
+                // store lets it lapse then; shared data ignores this).
+                let expires_at = b.expires_at().unwrap_or(now);
+                match kv.put(&key, b.encode(), current.version, expires_at).await {
                     Ok(()) => return Ok(out),
                     Err(WriteError::CasMismatch) => report.cas_retries += 1,
                     Err(WriteError::Failed) => return Err(StoreError::Unavailable),

@@ -1,63 +1,154 @@
 //! Glue for the bearer guard filter (root_id `oauth2_guard`): on request
-//! headers, strip client-sent identity headers, ask the core, then either
-//! pass with identity headers or answer 401/403 locally.
+//! headers, ask the core, then either pass with identity headers (always
+//! replacing what the client sent) or answer 401/403/503 locally. In fleet
+//! mode a cache miss reads etcd with the request paused, and every worker
+//! polls the revocation log on its root context's tick.
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
 
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use super::host::{self, HostClock, SharedDataKv};
+use super::remote::{call_response, Driven, EtcdClient, InFlight};
 use super::stats;
 use crate::config::guard::GuardConfig;
 use crate::config::ConfigError;
-use crate::guard::bearer::{path_without_query_token, CacheUse, Guard, GuardRequest, Verdict};
+use crate::guard::bearer::{
+    path_without_query_token, CacheUse, Check, Decision, Guard, GuardRequest, PendingLookup,
+    Verdict,
+};
 use crate::host::Clock;
+use crate::store::etcd::exchange::{prefixed, EtcdSettings, Outgoing};
+use crate::store::etcd::gateway;
+use crate::store::grant::Grant;
+use crate::store::keys::REVLOG_PREFIX;
+use crate::store::kv::{Kv, RemoteLink};
+use crate::store::revocation_feed::{FeedConfig, RevocationFeed};
+use crate::store::{bump_local_generation, GrantStore, LookupFailed};
 
-pub fn configure(bytes: &[u8]) -> Result<Rc<RefCell<Guard>>, ConfigError> {
-    Ok(Rc::new(RefCell::new(Guard::new(GuardConfig::parse(
-        bytes,
-    )?))))
+/// One worker's guard: the core, and in fleet mode its way to etcd and its
+/// place in the revocation log.
+pub struct GuardShared {
+    guard: RefCell<Guard>,
+    etcd: Option<Rc<EtcdClient>>,
+    feed: RefCell<RevocationFeed>,
+    /// When the poll in flight was sent (ms), if one is.
+    poll_sent_ms: RefCell<Option<u64>>,
 }
 
-pub struct GuardHttp {
-    guard: Rc<RefCell<Guard>>,
+pub fn configure(bytes: &[u8]) -> Result<Rc<GuardShared>, ConfigError> {
+    let cfg = GuardConfig::parse(bytes)?;
+    let etcd = cfg.remote.clone().map(EtcdClient::new);
+    let feed = RevocationFeed::new(FeedConfig {
+        poll_interval_ms: cfg.remote.as_ref().map_or(1000, |r| r.revocation_poll_ms),
+        staleness_ms: cfg.remote.as_ref().map_or(1000, |r| r.staleness_ms),
+    });
+    if let Some(r) = &cfg.remote {
+        let _ = hostcalls::set_tick_period(Duration::from_millis(r.revocation_poll_ms));
+    }
+    Ok(Rc::new(GuardShared {
+        guard: RefCell::new(Guard::new(cfg)),
+        etcd,
+        feed: RefCell::new(feed),
+        poll_sent_ms: RefCell::new(None),
+    }))
 }
 
-impl GuardHttp {
-    pub fn new(guard: Rc<RefCell<Guard>>) -> Self {
-        GuardHttp { guard }
+impl GuardShared {
+    /// Root context tick (fleet mode): poll the revocation log when due.
+    pub fn on_tick(&self) {
+        let Some(etcd) = &self.etcd else {
+            return;
+        };
+        let now_ms = host::now_millis();
+        let Ok(mut feed) = self.feed.try_borrow_mut() else {
+            return;
+        };
+        let Some(poll) = feed.due(now_ms) else {
+            return;
+        };
+        let settings = EtcdSettings::of(&etcd.remote);
+        let from = prefixed(
+            &settings,
+            &format!("{REVLOG_PREFIX}{:012}", poll.first_slice),
+        );
+        // Just past every revlog key: the prefix with its `/` + 1 = `0`.
+        let to = prefixed(
+            &settings,
+            &format!("{}0", REVLOG_PREFIX.trim_end_matches('/')),
+        );
+        let out = Outgoing {
+            request: gateway::range_since(&from, &to, poll.after_revision, 0),
+            token: etcd.session_token(),
+        };
+        if etcd.dispatch(&out) {
+            if let Ok(mut sent) = self.poll_sent_ms.try_borrow_mut() {
+                *sent = Some(now_ms);
+            }
+        } else {
+            feed.failed();
+        }
+    }
+
+    /// The poll's answer: bump the local generation of every bucket revoked
+    /// elsewhere, so this node's caches drop those tokens.
+    pub fn on_poll_answer(&self, body_size: usize) {
+        let (status, body) = call_response(body_size);
+        let sent = self
+            .poll_sent_ms
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut s| s.take());
+        let Ok(mut feed) = self.feed.try_borrow_mut() else {
+            return;
+        };
+        match (gateway::decode_range(status, &body), sent) {
+            (Ok(answer), Some(sent_ms)) => {
+                for kv in &answer.kvs {
+                    if let Ok(b) = <[u8; 4]>::try_from(kv.value.as_slice()) {
+                        bump_local_generation(&SharedDataKv, u32::from_be_bytes(b));
+                    }
+                }
+                if !answer.kvs.is_empty() {
+                    host::count(stats::GUARD_REVOCATIONS_HEARD, answer.kvs.len() as u64);
+                }
+                feed.heard(sent_ms, answer.revision);
+            }
+            _ => {
+                host::count(stats::GUARD_REVOCATION_POLL_FAILED, 1);
+                feed.failed();
+            }
+        }
     }
 }
 
-impl Context for GuardHttp {}
+/// Fleet mode: a lookup in flight, what the guard will finish with it, and the `:path`.
+type Waiting = (
+    InFlight<Result<Option<Grant>, LookupFailed>>,
+    PendingLookup,
+    Vec<u8>,
+);
 
-impl HttpContext for GuardHttp {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Ok(mut guard) = self.guard.try_borrow_mut() else {
-            // Cannot happen (one request at a time per VM), but never fail open.
-            host::send_response(503, &[], b"");
-            return Action::Pause;
-        };
-        let path = host::request_header(":path").unwrap_or_default();
-        // One host call fewer on the hot path when no rule looks at the method.
-        let method = if guard.cfg.rules.iter().any(|r| !r.methods.is_empty()) {
-            host::request_header_str(":method").unwrap_or_default()
-        } else {
-            String::new()
-        };
-        let authorization = host::request_header("authorization");
-        let req = GuardRequest {
-            method: &method,
-            path: &path,
-            authorization: authorization.as_deref(),
-        };
-        let verified_before = guard.jwt_verifications();
-        let decision = guard.check(&SharedDataKv, HostClock.now_secs(), &req);
-        if guard.jwt_verifications() != verified_before {
-            host::count(stats::GUARD_JWT_VERIFIED, 1);
+pub struct GuardHttp {
+    shared: Rc<GuardShared>,
+    /// Fleet mode: the lookup this request waits on.
+    waiting: Option<Waiting>,
+}
+
+impl GuardHttp {
+    pub fn new(shared: Rc<GuardShared>) -> Self {
+        GuardHttp {
+            shared,
+            waiting: None,
         }
+    }
+
+    /// Applies a decision to the request; `Continue` when it may pass.
+    fn apply(&mut self, guard: &Guard, decision: Decision, path: &[u8]) -> Action {
         match decision.cache {
             CacheUse::Hit => host::count(stats::GUARD_CACHE_HIT, 1),
             CacheUse::Miss => host::count(stats::GUARD_CACHE_MISS, 1),
@@ -82,7 +173,7 @@ impl HttpContext for GuardHttp {
                         );
                         if guard.cfg.hide_credentials {
                             if decision.token_in_query {
-                                let stripped = path_without_query_token(&path);
+                                let stripped = path_without_query_token(path);
                                 host::set_request_header(":path", Some(&stripped));
                             } else {
                                 host::set_request_header("authorization", None);
@@ -105,5 +196,109 @@ impl HttpContext for GuardHttp {
                 Action::Pause
             }
         }
+    }
+
+    /// Fleet mode: the lookup came back (or failed); finish the decision.
+    fn finish(&mut self, found: Result<Option<Grant>, LookupFailed>) -> Action {
+        let Some((_, pending, path)) = self.waiting.take() else {
+            host::send_response(503, &[], b"");
+            return Action::Pause;
+        };
+        let shared = self.shared.clone();
+        let Ok(mut guard) = shared.guard.try_borrow_mut() else {
+            host::send_response(503, &[], b"");
+            return Action::Pause;
+        };
+        let decision = guard.finish(pending, found, HostClock.now_secs());
+        self.apply(&guard, decision, &path)
+    }
+}
+
+impl Context for GuardHttp {
+    fn on_http_call_response(&mut self, _token: u32, _headers: usize, body_size: usize, _: usize) {
+        let Some(etcd) = self.shared.etcd.clone() else {
+            return;
+        };
+        let Some((flight, _, _)) = self.waiting.as_mut() else {
+            return;
+        };
+        let action = match etcd.on_response(flight, body_size) {
+            Driven::Waiting => return,
+            Driven::Done(found) => self.finish(found),
+            Driven::Failed => self.finish(Err(LookupFailed::Unavailable)),
+        };
+        if action == Action::Continue {
+            let _ = hostcalls::resume_http_request();
+        }
+    }
+}
+
+impl HttpContext for GuardHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let shared = self.shared.clone();
+        let Ok(mut guard) = shared.guard.try_borrow_mut() else {
+            // Cannot happen (one request at a time per VM), but never fail open.
+            host::send_response(503, &[], b"");
+            return Action::Pause;
+        };
+        let path = host::request_header(":path").unwrap_or_default();
+        // One host call fewer on the hot path when no rule looks at the method.
+        let method = if guard.cfg.rules.iter().any(|r| !r.methods.is_empty()) {
+            host::request_header_str(":method").unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let authorization = host::request_header("authorization");
+        let req = GuardRequest {
+            method: &method,
+            path: &path,
+            authorization: authorization.as_deref(),
+        };
+        let now = HostClock.now_secs();
+        let verified_before = guard.jwt_verifications();
+        let Some(etcd) = shared.etcd.clone() else {
+            let decision = guard.check(&SharedDataKv, now, &req);
+            count_jwt_verified(&guard, verified_before);
+            return self.apply(&guard, decision, &path);
+        };
+        // Fleet mode: a cache hit is trusted only while this worker hears the
+        // revocation log; a miss reads etcd with the request paused.
+        let trusted = shared
+            .feed
+            .try_borrow()
+            .is_ok_and(|f| f.trusted(host::now_millis()));
+        let check = guard.begin(&SharedDataKv, trusted, now, &req);
+        count_jwt_verified(&guard, verified_before);
+        let pending = match check {
+            Check::Decided(decision) => return self.apply(&guard, decision, &path),
+            Check::Lookup(pending) => pending,
+        };
+        drop(guard);
+        let token = pending.token.clone();
+        let link = Rc::new(RemoteLink::with_node_local(&SharedDataKv));
+        let kv = Kv::Remote(link.clone());
+        let op = async move { GrantStore::lookup_in(&kv, &token, now).await };
+        let (flight, driven) = etcd.start(link, op);
+        self.waiting = Some((flight, pending, path));
+        match driven {
+            Driven::Waiting => Action::Pause,
+            Driven::Done(found) => self.finish(found),
+            Driven::Failed => self.finish(Err(LookupFailed::Unavailable)),
+        }
+    }
+
+    fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
+        // Returning Continue here would release headers still waiting on etcd.
+        if self.waiting.is_some() {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
+    }
+}
+
+fn count_jwt_verified(guard: &Guard, before: u64) {
+    if guard.jwt_verifications() != before {
+        host::count(stats::GUARD_JWT_VERIFIED, 1);
     }
 }

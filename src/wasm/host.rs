@@ -43,6 +43,14 @@ impl Clock for HostClock {
     }
 }
 
+/// Milliseconds since the Unix epoch (the revocation feed's clock).
+pub fn now_millis() -> u64 {
+    let now = hostcalls::get_current_time().unwrap_or_else(|_| SystemTime::now());
+    now.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 pub fn request_header(name: &str) -> Option<Vec<u8>> {
     hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
         .ok()

@@ -4,6 +4,7 @@
 
 mod guard_filter;
 mod host;
+mod remote;
 mod stats;
 mod token_filter;
 
@@ -12,10 +13,7 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 
-use std::cell::RefCell;
-
-use crate::guard::bearer::Guard;
-use guard_filter::GuardHttp;
+use guard_filter::{GuardHttp, GuardShared};
 use token_filter::{TokenHttp, TokenShared};
 
 pub const TOKEN_ROOT_ID: &str = "oauth2_token";
@@ -28,14 +26,21 @@ proxy_wasm::main! {{
 
 enum Role {
     Token(Rc<TokenShared>),
-    Guard(Rc<RefCell<Guard>>),
+    Guard(Rc<GuardShared>),
 }
 
 struct PluginRoot {
     role: Option<Role>,
 }
 
-impl Context for PluginRoot {}
+impl Context for PluginRoot {
+    /// Fleet mode: the answer to the guard's poll of the revocation log.
+    fn on_http_call_response(&mut self, _token: u32, _headers: usize, body_size: usize, _: usize) {
+        if let Some(Role::Guard(shared)) = &self.role {
+            shared.on_poll_answer(body_size);
+        }
+    }
+}
 
 impl RootContext for PluginRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -69,6 +74,12 @@ impl RootContext for PluginRoot {
             Some(Role::Token(shared)) => Some(Box::new(TokenHttp::new(shared.clone()))),
             Some(Role::Guard(guard)) => Some(Box::new(GuardHttp::new(guard.clone()))),
             None => None,
+        }
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(Role::Guard(shared)) = &self.role {
+            shared.on_tick();
         }
     }
 

@@ -10,6 +10,10 @@ pub const GUARD_CACHE_REVALIDATED: &str = "oauth2.guard.cache.revalidated";
 pub const GUARD_JWT_VERIFIED: &str = "oauth2.guard.jwt_verified";
 /// + the reason (`missing_token`, `invalid_token`, `insufficient_scope`, …).
 pub const GUARD_DENIED: &str = "oauth2.guard.denied.";
+/// Fleet mode: revocations made elsewhere that this worker heard of.
+pub const GUARD_REVOCATIONS_HEARD: &str = "oauth2.guard.revocations_heard";
+/// Fleet mode: polls of the revocation log that got no usable answer.
+pub const GUARD_REVOCATION_POLL_FAILED: &str = "oauth2.guard.revocation_poll_failed";
 
 /// + the grant type.
 pub const TOKEN_ISSUED: &str = "oauth2.token.issued.";

@@ -3,13 +3,13 @@
 //! answer GET /authorize and the metadata from the headers, call the core,
 //! answer locally.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use super::host::{self, HostClock, SharedDataKv};
+use super::remote::{Driven, EtcdClient, InFlight};
 use super::stats;
 use crate::authn::credential_cache::CredentialCache;
 use crate::authn::env::ServiceEnv;
@@ -27,11 +27,14 @@ use crate::endpoint::token::handle_token;
 use crate::host::{Clock, HostRandomness, Randomness};
 use crate::oauth::response::Response;
 use crate::store::client_revocation;
+use crate::store::kv::{run_now, Kv, RemoteLink};
 use crate::store::TxnReport;
 
 pub struct TokenShared {
     cfg: TokenConfig,
-    credentials: RefCell<CredentialCache>,
+    credentials: CredentialCache,
+    /// Fleet mode: this worker's way to etcd.
+    etcd: Option<Rc<EtcdClient>>,
 }
 
 /// Parses the configuration and makes sure the store's keys exist.
@@ -42,6 +45,27 @@ pub fn configure(bytes: &[u8]) -> Result<Rc<TokenShared>, ConfigError> {
         field: "(host)".into(),
         message: "the host CSPRNG is unavailable".into(),
     })?;
+    if let Some(remote) = &cfg.remote {
+        if !cfg.revoked_clients.is_empty() {
+            // The sweep reads every bucket of shared data; over etcd it is not
+            // built yet, and a listed client whose tokens still work would be
+            // worse than a refused configuration.
+            return Err(ConfigError {
+                field: "revoked_clients".into(),
+                message: "is not supported with the etcd backend yet: revoke the client's tokens at /revoke".into(),
+            });
+        }
+        log::info!(
+            "token store: etcd through cluster `{}`, prefix `{}`",
+            remote.cluster,
+            remote.prefix
+        );
+        return Ok(Rc::new(TokenShared {
+            etcd: Some(EtcdClient::new(remote.clone())),
+            credentials: CredentialCache::new(key, 1024),
+            cfg,
+        }));
+    }
     let created = create_shared_keys(&SharedDataKv, &HostRandomness, &cfg)?;
     let swept = client_revocation::apply(
         &SharedDataKv,
@@ -70,7 +94,8 @@ pub fn configure(bytes: &[u8]) -> Result<Rc<TokenShared>, ConfigError> {
     }
     Ok(Rc::new(TokenShared {
         cfg,
-        credentials: RefCell::new(CredentialCache::new(key, 1024)),
+        credentials: CredentialCache::new(key, 1024),
+        etcd: None,
     }))
 }
 
@@ -92,6 +117,8 @@ pub struct TokenHttp {
     cookie: Option<String>,
     https: bool,
     answered: bool,
+    /// Fleet mode: the store operation this request waits on.
+    in_flight: Option<InFlight<Response>>,
 }
 
 impl TokenHttp {
@@ -104,6 +131,7 @@ impl TokenHttp {
             cookie: None,
             https: false,
             answered: false,
+            in_flight: None,
         }
     }
 
@@ -117,37 +145,51 @@ impl TokenHttp {
         let Some(endpoint) = self.endpoint else {
             return Action::Continue;
         };
+        let req = OwnedRequest {
+            endpoint,
+            content_type: self.content_type.take(),
+            authorization: self.authorization.take(),
+            cookie: self.cookie.take(),
+            https: self.https,
+            body: body.to_vec(),
+        };
+        self.run(move |shared, kv| serve(shared, kv, req))
+    }
+
+    /// Runs an endpoint over the configured store: at once over shared data;
+    /// over etcd as callouts, the request paused until the answer.
+    fn run<F, Fut>(&mut self, op: F) -> Action
+    where
+        F: FnOnce(Rc<TokenShared>, Kv<'static>) -> Fut,
+        Fut: std::future::Future<Output = Response> + 'static,
+    {
         let shared = self.shared.clone();
-        let content_type = self.content_type.as_deref();
-        let answer = shared.with_env(|cfg, env| {
-            let req = EndpointRequest {
-                method: "POST",
-                content_type,
-                authorization: self.authorization.as_deref(),
-                body,
-            };
-            let result = match endpoint {
-                Endpoint::Token => handle_token(cfg, env, &req),
-                Endpoint::Revoke => handle_revoke(cfg, env, &req),
-                Endpoint::Introspect => handle_introspect(cfg, env, &req),
-                Endpoint::Authorize => {
-                    let req = AuthorizeRequest {
-                        method: "POST",
-                        query: "",
-                        content_type,
-                        body,
-                        cookie: self.cookie.as_deref(),
-                        https: self.https,
-                    };
-                    let result = handle_authorize(cfg, env, &req);
-                    record_authorize(&result);
-                    return result.response;
-                }
-            };
-            record(&result);
-            result.response
-        });
-        self.respond(answer)
+        match shared.etcd.clone() {
+            None => {
+                let answer = run_now(op(shared, Kv::Local(&SharedDataKv)));
+                self.respond(answer)
+            }
+            Some(etcd) => {
+                let link = Rc::new(RemoteLink::with_node_local(&SharedDataKv));
+                let (flight, driven) = etcd.start(link.clone(), op(shared, Kv::Remote(link)));
+                self.in_flight = Some(flight);
+                self.driven(driven)
+            }
+        }
+    }
+
+    fn driven(&mut self, driven: Driven<Response>) -> Action {
+        match driven {
+            Driven::Waiting => Action::Pause,
+            Driven::Done(r) => {
+                self.in_flight = None;
+                self.answer(r.status, &r.headers, &r.body)
+            }
+            Driven::Failed => {
+                self.in_flight = None;
+                self.respond(None)
+            }
+        }
     }
 
     /// Writes the core's answer; `None` (state unexpectedly busy) is a 503, never a pass.
@@ -159,18 +201,79 @@ impl TokenHttp {
     }
 }
 
-impl TokenShared {
-    /// Runs `f` with the host behind the core's traits and this worker's credential cache.
-    fn with_env<T>(&self, f: impl FnOnce(&TokenConfig, &mut ServiceEnv) -> T) -> Option<T> {
-        let mut credentials = self.credentials.try_borrow_mut().ok()?;
-        let mut env = ServiceEnv {
-            kv: &SharedDataKv,
-            clock: &HostClock,
-            rng: &HostRandomness,
-            credentials: &mut credentials,
-        };
-        Some(f(&self.cfg, &mut env))
-    }
+/// One request, owned, so its operation can outlive the callback that started it.
+struct OwnedRequest {
+    endpoint: Endpoint,
+    content_type: Option<String>,
+    authorization: Option<String>,
+    cookie: Option<String>,
+    https: bool,
+    body: Vec<u8>,
+}
+
+/// One endpoint request over `kv`, with stats.
+async fn serve(shared: Rc<TokenShared>, kv: Kv<'static>, req: OwnedRequest) -> Response {
+    let mut env = ServiceEnv {
+        kv,
+        clock: &HostClock,
+        rng: &HostRandomness,
+        credentials: &shared.credentials,
+    };
+    let cfg = &shared.cfg;
+    let endpoint_req = EndpointRequest {
+        method: "POST",
+        content_type: req.content_type.as_deref(),
+        authorization: req.authorization.as_deref(),
+        body: &req.body,
+    };
+    let result = match req.endpoint {
+        Endpoint::Token => handle_token(cfg, &mut env, &endpoint_req).await,
+        Endpoint::Revoke => handle_revoke(cfg, &mut env, &endpoint_req).await,
+        Endpoint::Introspect => handle_introspect(cfg, &mut env, &endpoint_req).await,
+        Endpoint::Authorize => {
+            let auth_req = AuthorizeRequest {
+                method: "POST",
+                query: "",
+                content_type: req.content_type.as_deref(),
+                body: &req.body,
+                cookie: req.cookie.as_deref(),
+                https: req.https,
+            };
+            let result = handle_authorize(cfg, &mut env, &auth_req).await;
+            record_authorize(&result);
+            return result.response;
+        }
+    };
+    record(&result);
+    result.response
+}
+
+/// `/authorize` with any method but POST: answered from the headers alone.
+async fn serve_authorize_page(
+    shared: Rc<TokenShared>,
+    kv: Kv<'static>,
+    method: String,
+    query: String,
+    cookie: Option<String>,
+    https: bool,
+) -> Response {
+    let mut env = ServiceEnv {
+        kv,
+        clock: &HostClock,
+        rng: &HostRandomness,
+        credentials: &shared.credentials,
+    };
+    let req = AuthorizeRequest {
+        method: &method,
+        query: &query,
+        content_type: None,
+        body: &[],
+        cookie: cookie.as_deref(),
+        https,
+    };
+    let result = handle_authorize(&shared.cfg, &mut env, &req).await;
+    record_authorize(&result);
+    result.response
 }
 
 /// What `/authorize` needs beyond the form: the `Cookie` header and whether the
@@ -223,22 +326,9 @@ pub fn record_store(r: &TxnReport) {
 impl TokenHttp {
     /// `/authorize` with any method but POST: answered from the headers alone.
     fn serve_authorize(&mut self, method: &str, query: &str) -> Action {
-        let shared = self.shared.clone();
         let (cookie, https) = authorize_context();
-        let answer = shared.with_env(|cfg, env| {
-            let req = AuthorizeRequest {
-                method,
-                query,
-                content_type: None,
-                body: &[],
-                cookie: cookie.as_deref(),
-                https,
-            };
-            let result = handle_authorize(cfg, env, &req);
-            record_authorize(&result);
-            result.response
-        });
-        self.respond(answer)
+        let (method, query) = (method.to_string(), query.to_string());
+        self.run(move |shared, kv| serve_authorize_page(shared, kv, method, query, cookie, https))
     }
 
     fn serve_metadata(&mut self) -> Action {
@@ -254,7 +344,17 @@ impl TokenHttp {
     }
 }
 
-impl Context for TokenHttp {}
+impl Context for TokenHttp {
+    fn on_http_call_response(&mut self, _token: u32, _headers: usize, body_size: usize, _: usize) {
+        let (Some(etcd), Some(mut flight)) = (self.shared.etcd.clone(), self.in_flight.take())
+        else {
+            return;
+        };
+        let driven = etcd.on_response(&mut flight, body_size);
+        self.in_flight = Some(flight);
+        self.driven(driven);
+    }
+}
 
 impl HttpContext for TokenHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {

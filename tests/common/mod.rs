@@ -22,6 +22,7 @@ mod envoy;
 mod http;
 pub mod jwt;
 mod paths;
+pub mod etcd;
 
 pub use encoding::*;
 pub use envoy::*;

@@ -95,15 +95,15 @@ pub struct AuthorizeResult {
 }
 
 /// `GET` or `POST /authorize`.
-pub fn handle_authorize(
+pub async fn handle_authorize(
     cfg: &TokenConfig,
-    env: &mut ServiceEnv,
-    req: &AuthorizeRequest,
+    env: &mut ServiceEnv<'_>,
+    req: &AuthorizeRequest<'_>,
 ) -> AuthorizeResult {
-    let mut store = GrantStore::new(env.kv, env.rng, cfg.store);
+    let mut store = GrantStore::over(env.kv.clone(), env.rng, cfg.store);
     let (response, outcome) = match req.method {
-        "GET" => start(cfg, env, req),
-        "POST" => submit(cfg, env, &mut store, req),
+        "GET" => start(cfg, env, req).await,
+        "POST" => submit(cfg, env, &mut store, req).await,
         _ => done(
             error_page(405, "Only GET and POST are allowed here.").header("allow", "GET, POST"),
             AuthorizeOutcome::ErrorPage,
@@ -117,10 +117,10 @@ pub fn handle_authorize(
 }
 
 /// The GET: check the request, remember it, show the login page.
-fn start(
+async fn start(
     cfg: &TokenConfig,
-    env: &mut ServiceEnv,
-    req: &AuthorizeRequest,
+    env: &mut ServiceEnv<'_>,
+    req: &AuthorizeRequest<'_>,
 ) -> (Response, AuthorizeOutcome) {
     let Ok(q) = Form::parse(req.query.as_bytes()) else {
         return refused_page(400, "The authorization request is malformed.");
@@ -254,7 +254,9 @@ fn start(
         "",
         200,
         AuthorizeOutcome::LoginPage,
-    ) {
+    )
+    .await
+    {
         Ok((page, outcome)) if new_browser => (
             page.header(
                 "set-cookie",
@@ -347,16 +349,16 @@ fn check_pkce(
 }
 
 /// Stores the request under a fresh form token and renders the page.
-fn show_login(
+async fn show_login(
     cfg: &TokenConfig,
-    env: &mut ServiceEnv,
+    env: &mut ServiceEnv<'_>,
     req: &PendingAuthorization,
     message: Option<&str>,
     username: &str,
     status: u16,
     outcome: AuthorizeOutcome,
 ) -> Result<(Response, AuthorizeOutcome), StoreError> {
-    let form_token = pending::create(env.kv, env.rng, req, env.clock.now_secs())?;
+    let form_token = pending::create(&env.kv, env.rng, req, env.clock.now_secs()).await?;
     let view = LoginView {
         action: &cfg.paths.authorize,
         client_id: &req.client_id,
@@ -370,11 +372,11 @@ fn show_login(
 }
 
 /// The POST of the login form.
-fn submit<'a>(
+async fn submit<'a>(
     cfg: &'a TokenConfig,
-    env: &mut ServiceEnv,
+    env: &mut ServiceEnv<'_>,
     store: &mut GrantStore<'a>,
-    req: &AuthorizeRequest,
+    req: &AuthorizeRequest<'_>,
 ) -> (Response, AuthorizeOutcome) {
     if req.body.len() > cfg.max_body_bytes {
         return refused_page(413, "The form is too large.");
@@ -402,7 +404,7 @@ fn submit<'a>(
     };
     let now = env.clock.now_secs();
     // Consumed here, before anything else: a form token works once.
-    let pending_req = match pending::take(env.kv, form_token, now) {
+    let pending_req = match pending::take(&env.kv, env.rng, form_token, now).await {
         Ok(Some(p)) => p,
         Ok(None) => return refused_page(400, "This sign-in form has expired or was already used."),
         Err(_) => return refused_page(503, "The server is busy. Try again."),
@@ -456,19 +458,23 @@ fn submit<'a>(
         Some("approve") => {}
         _ => return back.error("invalid_request", "the form has no valid action"),
     }
-    let again =
-        |env: &mut ServiceEnv, req: &PendingAuthorization, message: &str, status, outcome| {
-            show_login(
-                cfg,
-                env,
-                req,
-                Some(message),
-                username.unwrap_or(""),
-                status,
-                outcome,
-            )
-            .unwrap_or_else(|e| store_failure(&back, e))
-        };
+    let again = async |env: &mut ServiceEnv<'_>,
+                       req: &PendingAuthorization,
+                       message: &str,
+                       status,
+                       outcome| {
+        show_login(
+            cfg,
+            env,
+            req,
+            Some(message),
+            username.unwrap_or(""),
+            status,
+            outcome,
+        )
+        .await
+        .unwrap_or_else(|e| store_failure(&back, e))
+    };
     let (Some(username), Some(password)) = (username, password) else {
         return again(
             env,
@@ -476,23 +482,25 @@ fn submit<'a>(
             "Enter your username and password.",
             200,
             AuthorizeOutcome::LoginFailed,
-        );
+        )
+        .await;
     };
     let subject_name = cfg.qualified_username(username);
     let subject = Subject::User(&subject_name);
-    if let Some(wait) = cfg.throttle.retry_after(env.kv, subject, now) {
+    if let Some(wait) = cfg.throttle.retry_after(&env.kv, subject, now).await {
         return again(
             env,
             &pending_req,
             &format!("Too many failed sign-in attempts. Try again in {wait} seconds."),
             429,
             AuthorizeOutcome::Throttled,
-        );
+        )
+        .await;
     }
     let user = match authenticate_user(cfg, env.credentials, username, password) {
         Some(u) => u,
         None => {
-            cfg.throttle.record_failure(env.kv, subject, now);
+            cfg.throttle.record_failure(&env.kv, subject, now).await;
             let mut next = pending_req.clone();
             next.failures = next.failures.saturating_add(1);
             if next.failures >= MAX_FAILURES_PER_REQUEST {
@@ -511,7 +519,8 @@ fn submit<'a>(
                 "The username or password is incorrect.",
                 200,
                 AuthorizeOutcome::LoginFailed,
-            );
+            )
+            .await;
         }
     };
     // What the user may delegate, within what the client asked for.
@@ -537,7 +546,7 @@ fn submit<'a>(
                 redirect_given: pending_req.redirect_given,
                 challenge: pending_req.challenge.clone(),
             };
-            match store.issue_code(&binding, cfg.code_lifetime, now) {
+            match store.issue_code(&binding, cfg.code_lifetime, now).await {
                 Ok(code) => done(back.to(&[("code", &code)]), AuthorizeOutcome::CodeIssued),
                 Err(e) => store_failure(&back, e),
             }
@@ -553,7 +562,11 @@ fn submit<'a>(
                     refresh: None,
                 },
             };
-            match store.with_format(client.access_format()).issue(&grant, now) {
+            match store
+                .with_format(client.access_format())
+                .issue(&grant, now)
+                .await
+            {
                 Ok(t) => {
                     let expires_in = t.expires_in.to_string();
                     done(

@@ -19,6 +19,7 @@ use subtle::ConstantTimeEq;
 use crate::endpoint::authorize::browser_binding::Binding;
 use crate::host::{KvStore, Randomness, WriteError};
 use crate::oauth::pkce;
+use crate::store::kv::Kv;
 use crate::store::server_key::{self, ServerKey};
 use crate::store::{StoreError, CAS_RETRIES};
 
@@ -81,13 +82,13 @@ pub fn ensure_created(kv: &dyn KvStore) -> Result<u32, WriteError> {
 }
 
 /// Seals `req` into a one-time form token valid for [`PENDING_LIFETIME`].
-pub fn create(
-    kv: &dyn KvStore,
+pub async fn create(
+    kv: &Kv<'_>,
     rng: &dyn Randomness,
     req: &PendingAuthorization,
     now: u64,
 ) -> Result<String, StoreError> {
-    let key = server_key::read_key(kv).ok_or(StoreError::Unavailable)?;
+    let key = server_key::load(kv, rng).await?;
     let mut nonce = [0u8; NONCE_BYTES];
     rng.fill(&mut nonce)?;
     let mut sealed = vec![SEAL_VERSION];
@@ -101,14 +102,13 @@ pub fn create(
 
 /// Opens a form token and uses it up: `Ok(None)` when it is malformed, forged,
 /// expired or already used.
-pub fn take(
-    kv: &dyn KvStore,
+pub async fn take(
+    kv: &Kv<'_>,
+    rng: &dyn Randomness,
     form_token: &str,
     now: u64,
 ) -> Result<Option<PendingAuthorization>, StoreError> {
-    let Some(key) = server_key::read_key(kv) else {
-        return Err(StoreError::Unavailable);
-    };
+    let key = server_key::load(kv, rng).await?;
     let Some(opened) = open(&key, form_token) else {
         return Ok(None);
     };
@@ -137,7 +137,8 @@ pub fn take(
             expires_at: opened.expires_at,
         });
         (true, true)
-    })?;
+    })
+    .await?;
     Ok(fresh.then_some(opened.req))
 }
 
@@ -187,14 +188,14 @@ struct Marker {
 }
 
 /// Read-modify-write of one marker slot with bounded CAS retries; `f` says whether to write.
-fn update<T>(
-    kv: &dyn KvStore,
+async fn update<T>(
+    kv: &Kv<'_>,
     slot: u32,
     mut f: impl FnMut(&mut Vec<Marker>) -> (bool, T),
 ) -> Result<T, StoreError> {
     let key = slot_key(slot);
     for _ in 0..CAS_RETRIES {
-        let current = kv.get(&key);
+        let current = kv.get(&key).await?;
         // Unreadable data counts as empty: never trusted, never a panic.
         let mut markers =
             decode_markers(current.value.as_deref().unwrap_or(&[])).unwrap_or_default();
@@ -202,7 +203,11 @@ fn update<T>(
         if !write {
             return Ok(out);
         }
-        match kv.set(&key, &encode_markers(&markers), current.cas) {
+        let expires_at = markers.iter().map(|m| m.expires_at).max().unwrap_or(0);
+        match kv
+            .put(&key, encode_markers(&markers), current.version, expires_at)
+            .await
+        {
             Ok(()) => return Ok(out),
             Err(WriteError::CasMismatch) => continue,
             Err(WriteError::Failed) => return Err(StoreError::Unavailable),
@@ -363,6 +368,8 @@ mod tests {
     use super::*;
     use crate::host::memory::MemoryKv;
     use crate::host::HostRandomness;
+    #[allow(unused_imports)]
+    use crate::store::kv::{Kv, Sync_};
 
     fn req(n: u8) -> PendingAuthorization {
         PendingAuthorization {
@@ -397,9 +404,21 @@ mod tests {
     fn a_form_token_is_taken_exactly_once() {
         let kv = store();
         for n in 0..6 {
-            let t = create(&kv, &HostRandomness, &req(n), 1000).unwrap();
-            assert_eq!(take(&kv, &t, 1001).unwrap(), Some(req(n)));
-            assert_eq!(take(&kv, &t, 1001).unwrap(), None);
+            let t = create(&Kv::Local(&kv), &HostRandomness, &req(n), 1000)
+                .sync()
+                .unwrap();
+            assert_eq!(
+                take(&Kv::Local(&kv), &HostRandomness, &t, 1001)
+                    .sync()
+                    .unwrap(),
+                Some(req(n))
+            );
+            assert_eq!(
+                take(&Kv::Local(&kv), &HostRandomness, &t, 1001)
+                    .sync()
+                    .unwrap(),
+                None
+            );
         }
         assert_eq!(kv.key_count(), PENDING_SLOTS as usize + 1);
     }
@@ -409,7 +428,9 @@ mod tests {
         let kv = store();
         let before = kv.total_value_bytes();
         for n in 0..100 {
-            create(&kv, &HostRandomness, &req(n), 1000).unwrap();
+            create(&Kv::Local(&kv), &HostRandomness, &req(n), 1000)
+                .sync()
+                .unwrap();
         }
         assert_eq!(kv.total_value_bytes(), before);
     }
@@ -417,28 +438,66 @@ mod tests {
     #[test]
     fn expired_tampered_and_foreign_tokens_are_refused() {
         let kv = store();
-        let t = create(&kv, &HostRandomness, &req(1), 1000).unwrap();
-        assert_eq!(take(&kv, &t, 1000 + PENDING_LIFETIME).unwrap(), None);
-        let t = create(&kv, &HostRandomness, &req(1), 1000).unwrap();
+        let t = create(&Kv::Local(&kv), &HostRandomness, &req(1), 1000)
+            .sync()
+            .unwrap();
+        assert_eq!(
+            take(
+                &Kv::Local(&kv),
+                &HostRandomness,
+                &t,
+                1000 + PENDING_LIFETIME
+            )
+            .sync()
+            .unwrap(),
+            None
+        );
+        let t = create(&Kv::Local(&kv), &HostRandomness, &req(1), 1000)
+            .sync()
+            .unwrap();
         // Any changed byte breaks the seal, wherever it is.
         let raw = URL_SAFE_NO_PAD.decode(&t).unwrap();
         for i in 0..raw.len() {
             let mut bad = raw.clone();
             bad[i] ^= 0x20;
             assert_eq!(
-                take(&kv, &URL_SAFE_NO_PAD.encode(&bad), 1001).unwrap(),
+                take(
+                    &Kv::Local(&kv),
+                    &HostRandomness,
+                    &URL_SAFE_NO_PAD.encode(&bad),
+                    1001
+                )
+                .sync()
+                .unwrap(),
                 None,
                 "byte {i}"
             );
         }
         // Sealed under another store's key.
         let other = store();
-        let foreign = create(&other, &HostRandomness, &req(1), 1000).unwrap();
-        assert_eq!(take(&kv, &foreign, 1001).unwrap(), None);
+        let foreign = create(&Kv::Local(&other), &HostRandomness, &req(1), 1000)
+            .sync()
+            .unwrap();
+        assert_eq!(
+            take(&Kv::Local(&kv), &HostRandomness, &foreign, 1001)
+                .sync()
+                .unwrap(),
+            None
+        );
         for junk in ["", "garbage", &"A".repeat(MAX_FORM_TOKEN_CHARS + 4)] {
-            assert_eq!(take(&kv, junk, 1001).unwrap(), None);
+            assert_eq!(
+                take(&Kv::Local(&kv), &HostRandomness, junk, 1001)
+                    .sync()
+                    .unwrap(),
+                None
+            );
         }
-        assert_eq!(take(&kv, &t, 1001).unwrap(), Some(req(1)));
+        assert_eq!(
+            take(&Kv::Local(&kv), &HostRandomness, &t, 1001)
+                .sync()
+                .unwrap(),
+            Some(req(1))
+        );
     }
 
     #[test]
@@ -447,10 +506,23 @@ mod tests {
         let n = PENDING_SLOTS as usize * USED_PER_SLOT * 2;
         let mut last = String::new();
         for i in 0..n {
-            last = create(&kv, &HostRandomness, &req(2), 1000 + (i as u64 / 1000)).unwrap();
-            assert!(take(&kv, &last, 1000 + (i as u64 / 1000))
-                .unwrap()
-                .is_some());
+            last = create(
+                &Kv::Local(&kv),
+                &HostRandomness,
+                &req(2),
+                1000 + (i as u64 / 1000),
+            )
+            .sync()
+            .unwrap();
+            assert!(take(
+                &Kv::Local(&kv),
+                &HostRandomness,
+                &last,
+                1000 + (i as u64 / 1000)
+            )
+            .sync()
+            .unwrap()
+            .is_some());
         }
         assert_eq!(kv.key_count(), PENDING_SLOTS as usize + 1);
         for slot in 0..PENDING_SLOTS {
@@ -458,7 +530,17 @@ mod tests {
             assert!(decode_markers(&v).unwrap().len() <= USED_PER_SLOT);
         }
         // The newest marker survived the churn.
-        assert_eq!(take(&kv, &last, 1000 + (n as u64 / 1000)).unwrap(), None);
+        assert_eq!(
+            take(
+                &Kv::Local(&kv),
+                &HostRandomness,
+                &last,
+                1000 + (n as u64 / 1000)
+            )
+            .sync()
+            .unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -485,10 +567,17 @@ mod tests {
         }
         // Garbage in a marker slot reads as empty; a take does not fail on it.
         let kv = store();
-        let t = create(&kv, &HostRandomness, &req(3), 1).unwrap();
+        let t = create(&Kv::Local(&kv), &HostRandomness, &req(3), 1)
+            .sync()
+            .unwrap();
         for slot in 0..PENDING_SLOTS {
             kv.set(&slot_key(slot), b"\x02\x09junk", None).unwrap();
         }
-        assert_eq!(take(&kv, &t, 2).unwrap(), Some(req(3)));
+        assert_eq!(
+            take(&Kv::Local(&kv), &HostRandomness, &t, 2)
+                .sync()
+                .unwrap(),
+            Some(req(3))
+        );
     }
 }
