@@ -236,12 +236,30 @@ fn revocation_delay_across_envoys_is_bounded() {
         );
         assert_eq!(r.status, 200, "{}", r.body);
         let at = r.json()["access_token"].as_str().unwrap().to_string();
-        // Cached on B (both workers may hold it; either must drop it).
-        assert_eq!(api(&b, &at).status, 200);
+        // Cached on B: each request may land on either worker, so warm both.
+        for _ in 0..4 {
+            assert_eq!(api(&b, &at).status, 200);
+        }
         assert_eq!(revoke(&a, &at).status, 200);
-        let d = until(Duration::from_secs(2), || api(&b, &at).status == 401)
-            .unwrap_or_else(|| panic!("B still passes a token revoked on A after 2 s"));
-        delays.push(d);
+        let start = Instant::now();
+        // Reached when B refuses it 4 times in a row (whichever workers answer):
+        // the delay is when that streak began.
+        let (mut streak, mut began) = (0, start);
+        while streak < 4 {
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "B still passes a token revoked on A after 2 s"
+            );
+            if api(&b, &at).status == 401 {
+                if streak == 0 {
+                    began = Instant::now();
+                }
+                streak += 1;
+            } else {
+                streak = 0;
+            }
+        }
+        delays.push(began - start);
     }
     delays.sort();
     let p = |q: f64| delays[((delays.len() as f64 - 1.0) * q) as usize];
@@ -300,7 +318,8 @@ fn etcd_losing_one_member_changes_nothing_and_losing_quorum_fails_closed() {
         &[("authorization", &basic())],
     );
     assert_eq!(r.json()["active"], true, "{}", r.body);
-    assert_eq!(revoke(&a, &at2).status, 200);
+    let r = revoke(&a, &at2);
+    assert_eq!(r.status, 200, "{}", r.body);
     assert!(until(Duration::from_secs(1), || api(&b, &at2).status == 401).is_some());
     let unseen_by_b = password_grant(&a).0;
     // Two down: no quorum. /token answers 503 temporarily_unavailable with Retry-After.

@@ -86,6 +86,9 @@ pub struct Exchange {
     authenticated: bool,
     /// Sends of the main request so far (bounded, see `retry_or_fail`).
     sent: u32,
+    /// The login or lease grant in flight, and how often it was sent.
+    side_request: Option<Outgoing>,
+    side_sent: u32,
 }
 
 /// A get is sent to at most this many members (the cluster's load balancer
@@ -107,6 +110,8 @@ impl Exchange {
             granted: false,
             authenticated: false,
             sent: 0,
+            side_request: None,
+            side_sent: 0,
         };
         let step = if settings.credentials.is_some() && session.token.is_none() {
             x.authenticate(settings)
@@ -125,6 +130,15 @@ impl Exchange {
         session: &mut Session,
         now: u64,
     ) -> Step {
+        // Logging in and granting a lease are safe to repeat: a member that
+        // could not answer is skipped like for a read.
+        let unreachable = status == 0 || status >= 500;
+        if unreachable && !matches!(self.stage, Stage::Main) && self.side_sent < MAX_SENDS {
+            if let Some(again) = self.side_request.clone() {
+                self.side_sent += 1;
+                return Step::Send(again);
+            }
+        }
         match self.stage {
             Stage::Authenticate => match gateway::decode_authenticate(status, body) {
                 Ok(token) => {
@@ -185,7 +199,7 @@ impl Exchange {
             GatewayError::LeaseNotFound if !self.granted && self.lease != 0 => {
                 self.granted = true;
                 self.stage = Stage::GrantLease;
-                Step::Send(Outgoing {
+                self.side(Outgoing {
                     request: gateway::lease_grant(
                         self.lease,
                         lease_ttl(self.command_expiry(), now),
@@ -211,12 +225,19 @@ impl Exchange {
         if self.sent >= MAX_SENDS {
             return false;
         }
-        let never_connected = status == 503
-            && (contains(body, b"no healthy upstream") || contains(body, b"connection failure"));
+        // Envoy's own 503 (no healthy member, connect failure, overflow): the
+        // request never reached etcd, whose errors are JSON with a `code`.
+        let never_connected = status == 503 && !contains(body, b"\"code\"");
         match self.command {
             Command::Get { .. } => status == 0 || status >= 500,
             Command::Put { .. } => never_connected,
         }
+    }
+
+    fn side(&mut self, out: Outgoing) -> Step {
+        self.side_request = Some(out.clone());
+        self.side_sent = 1;
+        Step::Send(out)
     }
 
     fn command_expiry(&self) -> u64 {
@@ -230,7 +251,7 @@ impl Exchange {
         self.authenticated = true;
         self.stage = Stage::Authenticate;
         match &settings.credentials {
-            Some(c) => Step::Send(Outgoing {
+            Some(c) => self.side(Outgoing {
                 request: gateway::authenticate(&c.user, &c.password),
                 token: None,
             }),
@@ -303,4 +324,226 @@ pub fn lease_ttl(expires_at: u64, now: u64) -> u64 {
         .saturating_add(LEASE_MARGIN_SECS)
         .saturating_sub(now)
         .max(LEASE_MARGIN_SECS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::STANDARD as B64;
+    use base64::Engine;
+
+    fn settings(auth: bool) -> EtcdSettings {
+        EtcdSettings {
+            prefix: "/p/".into(),
+            credentials: auth.then(|| Credentials {
+                user: "u".into(),
+                password: "secret".into(),
+            }),
+        }
+    }
+
+    fn sent(step: &Step) -> &Outgoing {
+        match step {
+            Step::Send(o) => o,
+            Step::Done(a) => panic!("expected a request, got {a:?}"),
+        }
+    }
+
+    fn body(o: &Outgoing) -> serde_json::Value {
+        serde_json::from_slice(&o.request.body).unwrap()
+    }
+
+    const HEADER: &str = r#""header":{"revision":"7"}"#;
+
+    #[test]
+    fn a_get_reads_the_prefixed_key_and_returns_its_version() {
+        let s = settings(false);
+        let mut session = Session::default();
+        let (mut x, step) = Exchange::start(Command::Get { key: "k".into() }, &s, &session);
+        let o = sent(&step);
+        assert_eq!(o.request.path, "/v3/kv/range");
+        assert_eq!(body(o)["key"], B64.encode("/p/k"));
+        let answer = format!(
+            r#"{{{HEADER},"kvs":[{{"key":"{}","value":"{}","mod_revision":"5"}}],"count":"1"}}"#,
+            B64.encode("/p/k"),
+            B64.encode("v")
+        );
+        match x.on_response(200, answer.as_bytes(), &s, &mut session, 0) {
+            Step::Done(Answer::Got(Ok(stored))) => {
+                assert_eq!(stored.value.as_deref(), Some(&b"v"[..]));
+                assert_eq!(stored.version, Some(5));
+            }
+            _ => panic!("expected the value"),
+        }
+        // A missing key: no `kvs` at all.
+        let (mut x, _) = Exchange::start(Command::Get { key: "k".into() }, &s, &session);
+        match x.on_response(200, format!("{{{HEADER}}}").as_bytes(), &s, &mut session, 0) {
+            Step::Done(Answer::Got(Ok(stored))) => assert_eq!(stored, Stored::default()),
+            _ => panic!("expected absent"),
+        }
+    }
+
+    #[test]
+    fn a_read_is_sent_again_to_another_member_then_given_up() {
+        let s = settings(false);
+        let mut session = Session::default();
+        let (mut x, _) = Exchange::start(Command::Get { key: "k".into() }, &s, &session);
+        for _ in 1..MAX_SENDS {
+            assert!(matches!(
+                x.on_response(0, b"", &s, &mut session, 0),
+                Step::Send(_)
+            ));
+        }
+        assert!(matches!(
+            x.on_response(503, b"", &s, &mut session, 0),
+            Step::Done(Answer::Got(Err(Unavailable)))
+        ));
+    }
+
+    fn put(expect: Option<u64>) -> Command {
+        Command::Put {
+            key: "k".into(),
+            value: b"v".to_vec(),
+            expect,
+            expires_at: 1_000_000,
+        }
+    }
+
+    #[test]
+    fn a_put_compares_the_version_and_grants_its_slice_lease_when_missing() {
+        let s = settings(false);
+        let mut session = Session::default();
+        let (mut x, step) = Exchange::start(put(Some(5)), &s, &session);
+        let b = body(sent(&step));
+        assert_eq!(b["compare"][0]["target"], "MOD");
+        assert_eq!(b["compare"][0]["mod_revision"], "5");
+        let lease = lease_for("/p/", 1_000_000);
+        assert_eq!(b["success"][0]["requestPut"]["lease"], lease.to_string());
+        // The lease does not exist yet: grant it, then the same put again.
+        let not_found = br#"{"error":"etcdserver: requested lease not found","message":"etcdserver: requested lease not found","code":5}"#;
+        let step = x.on_response(404, not_found, &s, &mut session, 999_000);
+        let o = sent(&step);
+        assert_eq!(o.request.path, "/v3/lease/grant");
+        assert_eq!(body(o)["ID"], lease.to_string());
+        let exists = br#"{"error":"etcdserver: lease already exists","message":"etcdserver: lease already exists","code":9}"#;
+        let step = x.on_response(412, exists, &s, &mut session, 999_000);
+        assert_eq!(sent(&step).request.path, "/v3/kv/txn");
+        // A lost compare has no `succeeded`: a conflict, read again.
+        let lost = format!(r#"{{{HEADER},"responses":[{{"response_range":{{}}}}]}}"#);
+        assert!(matches!(
+            x.on_response(200, lost.as_bytes(), &s, &mut session, 999_000),
+            Step::Done(Answer::Put(Err(WriteError::CasMismatch)))
+        ));
+        let (mut x, step) = Exchange::start(put(None), &s, &session);
+        assert_eq!(body(sent(&step))["compare"][0]["target"], "CREATE");
+        let won = format!(r#"{{{HEADER},"succeeded":true}}"#);
+        assert!(matches!(
+            x.on_response(200, won.as_bytes(), &s, &mut session, 0),
+            Step::Done(Answer::Put(Ok(())))
+        ));
+    }
+
+    #[test]
+    fn a_write_is_resent_only_when_it_surely_never_reached_etcd() {
+        let s = settings(false);
+        let mut session = Session::default();
+        // Envoy's own 503 (no member reachable): never sent, so sent again.
+        let (mut x, _) = Exchange::start(put(Some(1)), &s, &session);
+        let envoy_503 = b"upstream connect error or disconnect/reset before headers. reset reason: connection failure";
+        assert!(matches!(
+            x.on_response(503, envoy_503, &s, &mut session, 0),
+            Step::Send(_)
+        ));
+        // A timeout, or etcd's own error: it may have been applied. Not resent.
+        let (mut x, _) = Exchange::start(put(Some(1)), &s, &session);
+        assert!(matches!(
+            x.on_response(504, b"upstream request timeout", &s, &mut session, 0),
+            Step::Done(Answer::Put(Err(WriteError::Failed)))
+        ));
+        let (mut x, _) = Exchange::start(put(Some(1)), &s, &session);
+        let etcd_503 = br#"{"error":"etcdserver: request timed out","code":14}"#;
+        assert!(matches!(
+            x.on_response(503, etcd_503, &s, &mut session, 0),
+            Step::Done(Answer::Put(Err(WriteError::Failed)))
+        ));
+    }
+
+    #[test]
+    fn with_credentials_it_logs_in_first_and_again_once_when_the_token_lapses() {
+        let s = settings(true);
+        let mut session = Session::default();
+        let (mut x, step) = Exchange::start(Command::Get { key: "k".into() }, &s, &session);
+        let o = sent(&step);
+        assert_eq!(o.request.path, "/v3/auth/authenticate");
+        assert_eq!(body(o)["password"], "secret");
+        let step = x.on_response(
+            200,
+            format!(r#"{{{HEADER},"token":"tok.1"}}"#).as_bytes(),
+            &s,
+            &mut session,
+            0,
+        );
+        assert_eq!(sent(&step).token.as_deref(), Some("tok.1"));
+        assert_eq!(session.token.as_deref(), Some("tok.1"));
+        // A later command starts with the session's token; it lapsed (401):
+        // log in again, once.
+        let (mut x, step) = Exchange::start(Command::Get { key: "k".into() }, &s, &session);
+        assert_eq!(sent(&step).token.as_deref(), Some("tok.1"));
+        let lapsed = br#"{"error":"etcdserver: invalid auth token","code":16}"#;
+        let step = x.on_response(401, lapsed, &s, &mut session, 0);
+        assert_eq!(sent(&step).request.path, "/v3/auth/authenticate");
+        let step = x.on_response(
+            200,
+            format!(r#"{{{HEADER},"token":"tok.2"}}"#).as_bytes(),
+            &s,
+            &mut session,
+            0,
+        );
+        assert_eq!(sent(&step).token.as_deref(), Some("tok.2"));
+        assert!(matches!(
+            x.on_response(401, lapsed, &s, &mut session, 0),
+            Step::Done(Answer::Got(Err(Unavailable)))
+        ));
+        // Credentials never appear in Debug output.
+        assert!(!format!("{s:?}").contains("secret"));
+    }
+
+    #[test]
+    fn garbage_truncated_or_wrongly_typed_answers_are_unavailable_never_a_value() {
+        let s = settings(false);
+        let mut session = Session::default();
+        for bad in [
+            &b"garbage"[..],
+            br#"{"header":{"revision":"7"},"kvs":[{"key":"!!","value":"x"#,
+            br#"{"header":{"revision":"7"},"kvs":[{"key":"a2V5","value":"***"}]}"#,
+            br#"{"header":{"revision":"x"}}"#,
+            br#"{"kvs":[]}"#,
+            br#"[]"#,
+        ] {
+            let (mut x, _) = Exchange::start(Command::Get { key: "k".into() }, &s, &session);
+            // Resent to other members, then given up: never a value.
+            let mut step = x.on_response(200, bad, &s, &mut session, 0);
+            while let Step::Send(_) = step {
+                step = x.on_response(200, bad, &s, &mut session, 0);
+            }
+            assert!(
+                matches!(step, Step::Done(Answer::Got(Err(Unavailable)))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn leases_are_shared_per_slice_positive_and_outlive_their_slice() {
+        let a = lease_for("/p/", 1000);
+        assert_eq!(a, lease_for("/p/", 1001), "same slice, same lease");
+        assert_ne!(a, lease_for("/p/", 1000 + LEASE_SLICE_SECS));
+        assert_ne!(a, lease_for("/q/", 1000), "per prefix");
+        assert!(a > 0);
+        assert_eq!(lease_for("/p/", u64::MAX), 0, "never expires: no lease");
+        let ttl = lease_ttl(1000, 900);
+        assert!(900 + ttl >= 1000 + LEASE_MARGIN_SECS);
+        assert!(ttl <= LEASE_SLICE_SECS + LEASE_MARGIN_SECS + 100);
+    }
 }
