@@ -28,6 +28,15 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in discriminant order (`reason as usize` indexes this).
+    pub const ALL: [Reason; 5] = [
+        Reason::MissingToken,
+        Reason::InvalidToken,
+        Reason::InsufficientScope,
+        Reason::InvalidRequest,
+        Reason::NoRule,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::MissingToken => "missing_token",
@@ -67,6 +76,9 @@ pub struct Decision {
 pub struct Guard {
     pub cfg: GuardConfig,
     cache: ValidationCache,
+    /// The two 401 answers, built once (they depend only on the realm).
+    missing_token: Response,
+    invalid_token: Response,
 }
 
 enum Requirement {
@@ -81,7 +93,15 @@ const INVALID: &str = "the access token is invalid, expired or revoked";
 impl Guard {
     pub fn new(cfg: GuardConfig) -> Self {
         let cache = ValidationCache::new(cfg.cache.max_entries);
-        Guard { cfg, cache }
+        let mut g = Guard {
+            cfg,
+            cache,
+            missing_token: Response::new(401),
+            invalid_token: Response::new(401),
+        };
+        g.missing_token = g.unauthorized(None);
+        g.invalid_token = g.unauthorized(Some(INVALID));
+        g
     }
 
     pub fn cached_entries(&self) -> usize {
@@ -110,7 +130,7 @@ impl Guard {
                 t
             }
             Ok(None) => {
-                decision.verdict = Verdict::Deny(Reason::MissingToken, self.unauthorized(None));
+                decision.verdict = Verdict::Deny(Reason::MissingToken, self.missing_token.clone());
                 return decision;
             }
             Err(()) => {
@@ -122,7 +142,7 @@ impl Guard {
         decision.cache = cache_use;
         let required: &[String] = rule.map_or(&[], |i| &self.cfg.rules[i].scopes);
         decision.verdict = match identity {
-            None => Verdict::Deny(Reason::InvalidToken, self.unauthorized(Some(INVALID))),
+            None => Verdict::Deny(Reason::InvalidToken, self.invalid_token.clone()),
             Some(id) if !id.has_scopes(required) => {
                 Verdict::Deny(Reason::InsufficientScope, self.insufficient_scope(required))
             }
@@ -180,7 +200,9 @@ impl Guard {
         let Some(parsed) = token::parse(text).filter(|t| t.kind == TokenKind::Access) else {
             return (None, CacheUse::NotNeeded);
         };
-        let immediate = self.cfg.revocation_mode == RevocationMode::Immediate;
+        // The generation only stamps cache entries: without a cache, no read.
+        let immediate = self.cfg.revocation_mode == RevocationMode::Immediate
+            && self.cfg.cache.max_entries > 0;
         let generation = if immediate {
             GrantStore::revocation_generation(kv, parsed.bucket)
         } else {

@@ -12,10 +12,7 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 
-use std::cell::RefCell;
-
-use crate::guard::bearer::Guard;
-use guard_filter::GuardHttp;
+use guard_filter::{GuardHttp, GuardShared};
 use token_filter::{TokenHttp, TokenShared};
 
 pub const TOKEN_ROOT_ID: &str = "oauth2_token";
@@ -28,7 +25,7 @@ proxy_wasm::main! {{
 
 enum Role {
     Token(Rc<TokenShared>),
-    Guard(Rc<RefCell<Guard>>),
+    Guard(Rc<GuardShared>),
 }
 
 struct PluginRoot {
@@ -54,6 +51,8 @@ impl RootContext for PluginRoot {
         match result {
             Ok(role) => {
                 self.role = Some(role);
+                // Counters and the clock are per-worker state refreshed on the tick.
+                let _ = proxy_wasm::hostcalls::set_tick_period(host::TICK);
                 true
             }
             Err(e) => {
@@ -62,6 +61,12 @@ impl RootContext for PluginRoot {
                 false
             }
         }
+    }
+
+    /// Writes the worker's counters to Envoy and reads the clock (see `host`).
+    fn on_tick(&mut self) {
+        host::HostClock::refresh();
+        host::flush_counters();
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
