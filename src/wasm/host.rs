@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
 
-use crate::host::{Clock, KvStore, Versioned, WriteError};
+use crate::host::{
+    Clock, HostRandomness, KvStore, RandomUnavailable, Randomness, Versioned, WriteError,
+};
 
 /// Envoy shared data (one map per `vm_id`, shared by every worker).
 pub struct SharedDataKv;
@@ -137,7 +139,8 @@ impl RequestHeaders {
             let w = b.get(at..at.checked_add(4)?)?;
             Some(u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as usize)
         };
-        let range = |from: usize, len: usize| -> Option<&[u8]> { b.get(from..from.checked_add(len)?) };
+        let range =
+            |from: usize, len: usize| -> Option<&[u8]> { b.get(from..from.checked_add(len)?) };
         let walk = || -> Option<Option<&[u8]>> {
             let count = word(0)?;
             let mut data = count.checked_mul(8)?.checked_add(4)?;
@@ -291,4 +294,41 @@ pub fn flush_counters() {
             }
         }
     });
+}
+
+const RANDOM_BUFFER: usize = 256;
+
+thread_local! {
+    /// Host CSPRNG output not handed out yet (the tail `RANDOM_BUFFER - used` bytes).
+    static RANDOM: RefCell<([u8; RANDOM_BUFFER], usize)> =
+        const { RefCell::new(([0; RANDOM_BUFFER], RANDOM_BUFFER)) };
+}
+
+/// The host CSPRNG, read 256 bytes at a time: an issuance needs three draws
+/// (bucket, grant id, secret; four with a refresh token), each a WASI
+/// `random_get` host call when unbuffered. Bytes handed out are zeroed in the
+/// buffer, so a secret never stays in it after it was drawn.
+pub struct BufferedRandomness;
+
+impl Randomness for BufferedRandomness {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), RandomUnavailable> {
+        if buf.len() > RANDOM_BUFFER / 2 {
+            return HostRandomness.fill(buf);
+        }
+        RANDOM.with(|r| {
+            let Ok(mut r) = r.try_borrow_mut() else {
+                return HostRandomness.fill(buf);
+            };
+            let (pool, used) = &mut *r;
+            if RANDOM_BUFFER - *used < buf.len() {
+                HostRandomness.fill(pool)?;
+                *used = 0;
+            }
+            let end = *used + buf.len();
+            buf.copy_from_slice(&pool[*used..end]);
+            pool[*used..end].fill(0);
+            *used = end;
+            Ok(())
+        })
+    }
 }
