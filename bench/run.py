@@ -397,6 +397,7 @@ class Material:
     """Keys, tokens and hashed credentials shared by all runs."""
 
     def __init__(self) -> None:
+        self.lua_token = secrets.token_urlsafe(48)      # 64 characters, like ours
         self.hs_jwks, self.hs_token = jwt_hs256()
         self.es_jwks, self.es_token = jwt_es256()
         log(f"setup: hashing the bench credentials (PBKDF2-SHA256, {HASH_ITERATIONS} iterations)")
@@ -434,6 +435,9 @@ class Material:
             cfg["cache"] = cache
         return fill_all(template("guard.yaml"), WASM=str(self.wasm),
                         GUARD_CONFIG=json.dumps(cfg, indent=2))
+
+    def lua_filter(self) -> str:
+        return fill_all(template("lua.yaml"), TOKEN=self.lua_token, EXPIRES=str(int(time.time()) + 86400))
 
     def issuer_listener(self) -> str:
         return fill_all(template("issuer_listener.yaml"), TOKEN_FILTER=self.token_filter())
@@ -565,6 +569,19 @@ def make_variants(m: Material) -> list[Variant]:
     V.append(Variant("guard-401", "guard", "bearer guard, no token: local 401", 401,
                      filters=lambda: m.guard_filter(None), extra=m.issuer_listener,
                      prepare=guard_prepare, checks=gchecks, post_check=guard_cache_check("none")))
+
+    def lua_checks(t: Target):
+        tok = m.lua_token
+        return [
+            ("no token -> 401", req(t.port, "GET", api), 401),
+            ("valid token -> 200", req(t.port, "GET", api, {"Authorization": f"Bearer {tok}"}), 200),
+            ("bad token -> 401", req(t.port, "GET", api, {"Authorization": f"Bearer {tamper(tok)}"}), 401),
+        ]
+
+    V.append(Variant("lua", "lua", "Envoy's Lua filter: bearer token looked up in an in-script table, "
+                     "the same identity headers set (what an operator would write by hand)", 200,
+                     filters=m.lua_filter, headers=lambda t: {"Authorization": f"Bearer {m.lua_token}"},
+                     checks=lua_checks))
 
     auth = lambda t: {**FORM, "Authorization": basic(CLIENT_ID, CLIENT_SECRET)}
     password_body = f"grant_type=password&username={USERNAME}&password={PASSWORD}"
@@ -1027,7 +1044,7 @@ def markdown(s: dict, tg: list[dict], meta: dict) -> str:
     return "\n".join(lines)
 
 
-COLORS = {"baseline": "#7f7f7f", "wasm": "#b0b0b0", "jwt": "#4c78a8", "guard": "#2ca02c",
+COLORS = {"lua": "#8c564b", "baseline": "#7f7f7f", "wasm": "#b0b0b0", "jwt": "#4c78a8", "guard": "#2ca02c",
           "token": "#f58518", "peer": "#9467bd"}
 
 

@@ -201,8 +201,8 @@ impl Guard {
             return (None, CacheUse::NotNeeded);
         };
         // The generation only stamps cache entries: without a cache, no read.
-        let immediate = self.cfg.revocation_mode == RevocationMode::Immediate
-            && self.cfg.cache.max_entries > 0;
+        let immediate =
+            self.cfg.revocation_mode == RevocationMode::Immediate && self.cfg.cache.max_entries > 0;
         let generation = if immediate {
             GrantStore::revocation_generation(kv, parsed.bucket)
         } else {

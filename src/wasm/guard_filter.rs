@@ -41,7 +41,8 @@ pub fn configure(bytes: &[u8]) -> Result<Rc<GuardShared>, ConfigError> {
         revalidated: host::counter(stats::GUARD_CACHE_REVALIDATED),
         allowed: host::counter(stats::GUARD_ALLOWED),
         passed_unguarded: host::counter(stats::GUARD_PASSED_UNGUARDED),
-        denied: Reason::ALL.map(|r| host::counter(&format!("{}{}", stats::GUARD_DENIED, r.as_str()))),
+        denied: Reason::ALL
+            .map(|r| host::counter(&format!("{}{}", stats::GUARD_DENIED, r.as_str()))),
     };
     Ok(Rc::new(GuardShared {
         guard: RefCell::new(guard),
