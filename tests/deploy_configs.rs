@@ -105,7 +105,8 @@ fn production_config_runs_tls_only_with_prometheus_stats() {
         None
     )
     .map_or(true, |r| r.status != 200));
-    // Our counters in Prometheus form.
+    // Our counters in Prometheus form (written to Envoy on the filters' 50 ms tick).
+    std::thread::sleep(std::time::Duration::from_millis(150));
     let prom = get(&format!("{}/stats/prometheus", e.admin_url()), &[]).body;
     for name in [
         "oauth2_token_issued_client_credentials",

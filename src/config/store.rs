@@ -133,10 +133,11 @@ pub fn parse_store(f: &StoreFile) -> Result<(StoreLayout, Option<RemoteStore>), 
         (None, Some(_)) => return Err(err("store.user", "required with `store.password`")),
     };
     let revocation_poll_ms = f.revocation_poll_ms.unwrap_or(50);
-    if !(10..=10_000).contains(&revocation_poll_ms) {
+    // Polls run on the filters' 50 ms tick.
+    if !(50..=10_000).contains(&revocation_poll_ms) {
         return Err(err(
             "store.revocation_poll_ms",
-            "must be between 10 and 10000",
+            "must be between 50 and 10000",
         ));
     }
     let staleness_ms = f.staleness_ms.unwrap_or(1000);

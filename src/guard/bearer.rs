@@ -33,6 +33,16 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in discriminant order (`reason as usize` indexes this).
+    pub const ALL: [Reason; 6] = [
+        Reason::MissingToken,
+        Reason::InvalidToken,
+        Reason::InsufficientScope,
+        Reason::InvalidRequest,
+        Reason::NoRule,
+        Reason::StoreUnavailable,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::MissingToken => "missing_token",
@@ -90,6 +100,9 @@ pub struct Guard {
     cache: ValidationCache,
     /// JWT signature checks done (a cache hit does none).
     jwt_verifications: u64,
+    /// The two 401 answers, built once (they depend only on the realm).
+    missing_token: Response,
+    invalid_token: Response,
 }
 
 enum Requirement {
@@ -104,11 +117,16 @@ const INVALID: &str = "the access token is invalid, expired or revoked";
 impl Guard {
     pub fn new(cfg: GuardConfig) -> Self {
         let cache = ValidationCache::new(cfg.cache.max_entries);
-        Guard {
+        let mut g = Guard {
             cfg,
             cache,
             jwt_verifications: 0,
-        }
+            missing_token: Response::new(401),
+            invalid_token: Response::new(401),
+        };
+        g.missing_token = g.unauthorized(None);
+        g.invalid_token = g.unauthorized(Some(INVALID));
+        g
     }
 
     pub fn jwt_verifications(&self) -> u64 {
@@ -161,7 +179,7 @@ impl Guard {
         let (presented, token_in_query) = match self.presented_token(req.authorization, query) {
             Ok(Some(t)) => t,
             Ok(None) => {
-                decision.verdict = Verdict::Deny(Reason::MissingToken, self.unauthorized(None));
+                decision.verdict = Verdict::Deny(Reason::MissingToken, self.missing_token.clone());
                 return Check::Decided(decision);
             }
             Err(()) => {
@@ -170,7 +188,9 @@ impl Guard {
             }
         };
         decision.token_in_query = token_in_query;
-        let immediate = self.cfg.revocation_mode == RevocationMode::Immediate;
+        // The generation only stamps cache entries: without a cache, no read.
+        let immediate =
+            self.cfg.revocation_mode == RevocationMode::Immediate && self.cfg.cache.max_entries > 0;
         // Immediate mode reads the shard's revocation generation before the
         // store, so a revocation racing with this check is seen by the next
         // request at the latest.
@@ -310,7 +330,7 @@ impl Guard {
             .and_then(|i| self.cfg.rules.get(i))
             .map_or(&[], |r| &r.scopes);
         match identity {
-            None => Verdict::Deny(Reason::InvalidToken, self.unauthorized(Some(INVALID))),
+            None => Verdict::Deny(Reason::InvalidToken, self.invalid_token.clone()),
             Some(id) if !id.has_scopes(required) => {
                 Verdict::Deny(Reason::InsufficientScope, self.insufficient_scope(required))
             }

@@ -11,6 +11,14 @@
 //! The code block came later under the same version: records without it are
 //! unchanged, and a decoder refuses flags it does not know (the bucket then
 //! reads as corrupt, never as something else).
+//!
+//! Transactions work on a *lazy* bucket ([`Bucket::decode_lazy`]): the records
+//! stay encoded bytes, checked but not built; only the grant a transaction
+//! looks up ([`Bucket::find_mut`]) or adds ([`Bucket::push`]) is a [`Grant`].
+//! Reclaiming reads each record's flags and expiry in place, and encoding
+//! copies the untouched records as they are. So an issuance costs the same
+//! whether its bucket holds 1 or 60 grants (bar a memcpy), where decoding and
+//! re-encoding every grant grew with the bucket's fill.
 
 use crate::oauth::pkce;
 use crate::store::grant::{CodeState, Grant, RefreshState};
@@ -33,24 +41,138 @@ const C_KNOWN: u8 = C_REDEEMED | C_REDIRECT_GIVEN | C_CHALLENGE | C_PLAIN;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Bucket {
+    /// Decoded grants: every grant after [`Bucket::decode`]; after
+    /// [`Bucket::decode_lazy`], those a transaction found or added.
     pub grants: Vec<Grant>,
+    /// Lazy buckets: the other records, still encoded (`raw_count` of them).
+    raw: Vec<u8>,
+    raw_count: usize,
+    /// The encoded records were already reclaimed at this time (they do not change
+    /// within a transaction: the second reclaim of `run_txn` skips them).
+    raw_reclaimed_at: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Corrupt;
 
 impl Bucket {
+    /// A bucket of these (decoded) grants.
+    pub fn with_grants(grants: Vec<Grant>) -> Self {
+        Bucket {
+            grants,
+            ..Bucket::default()
+        }
+    }
+
+    /// Among the decoded grants (all of them, unless the bucket is lazy: then use
+    /// [`Bucket::find_mut`]).
     pub fn find(&self, id: &GrantId) -> Option<&Grant> {
         self.grants.iter().find(|g| &g.id == id)
     }
+
+    /// The grant with `id`, decoding it from the encoded records if needed.
     pub fn find_mut(&mut self, id: &GrantId) -> Option<&mut Grant> {
-        self.grants.iter_mut().find(|g| &g.id == id)
+        if let Some(i) = self.grants.iter().position(|g| &g.id == id) {
+            return self.grants.get_mut(i);
+        }
+        let (start, end) = self
+            .raw_records()
+            .find(|(s, _)| self.raw[*s..*s + GRANT_ID_BYTES] == id[..])?;
+        let g = decode_grant(&mut Reader {
+            buf: &self.raw[..end],
+            pos: start,
+        })
+        .ok()?;
+        self.raw.drain(start..end);
+        self.raw_count -= 1;
+        self.grants.push(g);
+        self.grants.last_mut()
     }
+
+    /// Live and dead grants, decoded or not.
+    pub fn len(&self) -> usize {
+        self.grants.len() + self.raw_count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn push(&mut self, g: Grant) {
+        self.grants.push(g);
+    }
+
+    /// Every grant, decoded (for transactions that look at all of them).
+    pub fn grants_mut(&mut self) -> &mut Vec<Grant> {
+        if self.raw_count > 0 {
+            let raw = std::mem::take(&mut self.raw);
+            self.raw_count = 0;
+            let mut r = Reader { buf: &raw, pos: 0 };
+            while r.pos < raw.len() {
+                match decode_grant(&mut r) {
+                    Ok(g) => self.grants.push(g),
+                    // Cannot happen: `decode_lazy` checked every record.
+                    Err(_) => break,
+                }
+            }
+        }
+        &mut self.grants
+    }
+
+    /// (start, end) of each encoded record.
+    fn raw_records(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let mut r = Reader {
+            buf: &self.raw,
+            pos: 0,
+        };
+        std::iter::from_fn(move || {
+            if r.pos >= r.buf.len() {
+                return None;
+            }
+            let start = r.pos;
+            r.take(GRANT_ID_BYTES).ok()?;
+            scan_grant_after_id(&mut r).ok()?;
+            Some((start, r.pos))
+        })
+    }
+
     /// Drops grants none of whose tokens can be used any more. Returns how many.
     pub fn reclaim(&mut self, now: u64) -> usize {
-        let before = self.grants.len();
+        let before = self.len();
         self.grants.retain(|g| !g.is_dead(now));
-        before - self.grants.len()
+        if self.raw_count > 0 && self.raw_reclaimed_at != Some(now) {
+            self.raw_reclaimed_at = Some(now);
+            // Compact in place: keep the records that are still alive.
+            let mut r = Reader {
+                buf: &self.raw,
+                pos: 0,
+            };
+            let mut keep: Vec<(usize, usize)> = Vec::new();
+            let mut dead = 0;
+            while r.pos < r.buf.len() {
+                let start = r.pos;
+                let alive = r.take(GRANT_ID_BYTES).is_ok()
+                    && scan_grant_after_id(&mut r).is_ok_and(|rec| !rec.is_dead(now));
+                if alive {
+                    keep.push((start, r.pos));
+                } else {
+                    dead += 1;
+                    if r.pos == start {
+                        break;
+                    }
+                }
+            }
+            if dead > 0 {
+                let mut at = 0;
+                for (s, e) in keep.iter().copied() {
+                    self.raw.copy_within(s..e, at);
+                    at += e - s;
+                }
+                self.raw.truncate(at);
+                self.raw_count = keep.len();
+            }
+        }
+        before - self.len()
     }
 
     /// When the last token of any grant here expires (`None`: no grant).
@@ -66,13 +188,41 @@ impl Bucket {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(3 + self.grants.len() * 160);
+        let mut out = Vec::with_capacity(3 + self.raw.len() + self.grants.len() * 160);
         out.push(VERSION);
-        out.extend_from_slice(&(self.grants.len() as u16).to_be_bytes());
+        out.extend_from_slice(&(self.len() as u16).to_be_bytes());
+        out.extend_from_slice(&self.raw);
         for g in &self.grants {
             encode_grant(g, &mut out);
         }
         out
+    }
+
+    /// A bucket whose records stay encoded until a transaction needs one; every
+    /// record is checked as [`Bucket::decode`] checks it (the same values are corrupt).
+    pub fn decode_lazy(bytes: &[u8]) -> Result<Bucket, Corrupt> {
+        if bytes.is_empty() {
+            return Ok(Bucket::default());
+        }
+        let mut r = Reader { buf: bytes, pos: 0 };
+        if r.u8()? != VERSION {
+            return Err(Corrupt);
+        }
+        let count = r.u16()? as usize;
+        let start = r.pos;
+        for _ in 0..count {
+            r.take(GRANT_ID_BYTES)?;
+            scan_grant_after_id(&mut r)?;
+        }
+        if r.pos != bytes.len() {
+            return Err(Corrupt);
+        }
+        Ok(Bucket {
+            grants: Vec::new(),
+            raw: bytes[start..].to_vec(),
+            raw_count: count,
+            raw_reclaimed_at: None,
+        })
     }
 
     /// An empty or never-written value is an empty bucket.
@@ -92,7 +242,10 @@ impl Bucket {
         if r.pos != bytes.len() {
             return Err(Corrupt);
         }
-        Ok(Bucket { grants })
+        Ok(Bucket {
+            grants,
+            ..Bucket::default()
+        })
     }
 
     /// Decodes only the grant with `id`: the read path of every lookup, so it
@@ -270,6 +423,73 @@ fn decode_grant(r: &mut Reader) -> Result<Grant, Corrupt> {
     })
 }
 
+/// What reclaiming needs of an encoded record.
+struct RecordTimes {
+    revoked: bool,
+    access_expires_at: u64,
+    refresh_expires_at: Option<u64>,
+}
+
+impl RecordTimes {
+    /// [`Grant::is_dead`] on the encoded record.
+    fn is_dead(&self, now: u64) -> bool {
+        self.revoked
+            || (now >= self.access_expires_at && self.refresh_expires_at.is_none_or(|r| now >= r))
+    }
+}
+
+/// Skips a record after its id, checking all that [`decode_grant`] checks
+/// (known flags, UTF-8 text) without building anything.
+fn scan_grant_after_id(r: &mut Reader) -> Result<RecordTimes, Corrupt> {
+    let flags = r.u8()?;
+    if flags & !KNOWN_FLAGS != 0 {
+        return Err(Corrupt);
+    }
+    r.u64()?;
+    let access_expires_at = r.u64()?;
+    r.take(16)?;
+    let refresh_expires_at = if flags & F_REFRESH != 0 {
+        r.take(16)?;
+        Some(r.u64()?)
+    } else {
+        None
+    };
+    if flags & F_PREVIOUS != 0 {
+        r.take(16)?;
+    }
+    let text = |r: &mut Reader, n: usize| -> Result<(), Corrupt> {
+        std::str::from_utf8(r.take(n)?)
+            .map(|_| ())
+            .map_err(|_| Corrupt)
+    };
+    let n = r.u8()? as usize;
+    text(r, n)?;
+    if flags & F_USER != 0 {
+        let n = r.u8()? as usize;
+        text(r, n)?;
+    }
+    let n = r.u16()? as usize;
+    text(r, n)?;
+    if flags & F_CODE != 0 {
+        r.take(16)?;
+        let cf = r.u8()?;
+        if cf & !C_KNOWN != 0 {
+            return Err(Corrupt);
+        }
+        let n = r.u16()? as usize;
+        text(r, n)?;
+        if cf & C_CHALLENGE != 0 {
+            let n = r.u8()? as usize;
+            text(r, n)?;
+        }
+    }
+    Ok(RecordTimes {
+        revoked: flags & F_REVOKED != 0,
+        access_expires_at,
+        refresh_expires_at,
+    })
+}
+
 fn skip_grant_after_id(r: &mut Reader) -> Result<(), Corrupt> {
     let flags = r.u8()?;
     let mut fixed = 8 + 8 + 16;
@@ -376,17 +596,15 @@ mod tests {
 
     #[test]
     fn round_trips_every_shape() {
-        let b = Bucket {
-            grants: vec![
-                grant(1, true, true),
-                grant(2, false, false),
-                grant(3, true, false),
-                grant(4, false, true),
-                grant(5, true, false),
-                grant(6, true, true),
-                grant(7, true, false),
-            ],
-        };
+        let b = Bucket::with_grants(vec![
+            grant(1, true, true),
+            grant(2, false, false),
+            grant(3, true, false),
+            grant(4, false, true),
+            grant(5, true, false),
+            grant(6, true, true),
+            grant(7, true, false),
+        ]);
         let bytes = b.encode();
         assert_eq!(Bucket::decode(&bytes).unwrap(), b);
         for g in &b.grants {
@@ -409,23 +627,18 @@ mod tests {
 
     #[test]
     fn every_truncation_and_bad_version_is_corrupt_not_a_panic() {
-        let bytes = Bucket {
-            grants: vec![
-                grant(1, true, true),
-                grant(7, true, false),
-                grant(2, false, false),
-            ],
-        }
+        let bytes = Bucket::with_grants(vec![
+            grant(1, true, true),
+            grant(7, true, false),
+            grant(2, false, false),
+        ])
         .encode();
         for cut in 1..bytes.len() {
             assert_eq!(Bucket::decode(&bytes[..cut]), Err(Corrupt), "cut at {cut}");
             let _ = Bucket::decode_one(&bytes[..cut], &[2; GRANT_ID_BYTES]);
         }
         // An unknown code flag is corrupt too.
-        let one = Bucket {
-            grants: vec![grant(7, true, false)],
-        }
-        .encode();
+        let one = Bucket::with_grants(vec![grant(7, true, false)]).encode();
         // grant 7: S256 challenge of 43 characters at the very end.
         let cf_at = one.len() - 43 - 1 - "https://app.example/cb?x=1".len() - 2 - 1;
         let mut unknown = one.clone();
@@ -447,18 +660,48 @@ mod tests {
         expired.revoked = false;
         expired.access_expires_at = 10;
         let revoked = grant(3, true, true);
-        let mut b = Bucket {
-            grants: vec![live.clone(), expired, revoked],
-        };
+        let mut b = Bucket::with_grants(vec![live.clone(), expired, revoked]);
         assert_eq!(b.reclaim(100), 2);
         assert_eq!(b.grants, vec![live]);
     }
 
     #[test]
+    fn a_lazy_bucket_is_the_same_bucket() {
+        let grants: Vec<Grant> = (1..=7).map(|n| grant(n, n % 2 == 0, n % 3 != 0)).collect();
+        let bytes = Bucket::with_grants(grants.clone()).encode();
+        // Untouched: encodes to the same bytes.
+        let lazy = Bucket::decode_lazy(&bytes).unwrap();
+        assert_eq!(lazy.len(), 7);
+        assert_eq!(lazy.encode(), bytes);
+        // One grant changed: the others unchanged, that one changed.
+        let mut lazy = Bucket::decode_lazy(&bytes).unwrap();
+        lazy.find_mut(&[4; GRANT_ID_BYTES]).unwrap().scope = "other".into();
+        assert!(lazy.find_mut(&[9; GRANT_ID_BYTES]).is_none());
+        let mut want = grants.clone();
+        want[3].scope = "other".into();
+        let mut got = Bucket::decode(&lazy.encode()).unwrap().grants;
+        got.sort_by_key(|g| g.id);
+        assert_eq!(got, want);
+        // Reclaim in place drops what the eager bucket drops.
+        for now in [0, 2000, 5000, 100_000] {
+            let mut eager = Bucket::decode(&bytes).unwrap();
+            let mut lazy = Bucket::decode_lazy(&bytes).unwrap();
+            assert_eq!(lazy.reclaim(now), eager.reclaim(now), "now {now}");
+            assert_eq!(Bucket::decode(&lazy.encode()).unwrap(), eager);
+            assert_eq!(lazy.grants_mut(), &eager.grants);
+        }
+        // Every truncation is corrupt for both.
+        for cut in 1..bytes.len() {
+            assert_eq!(
+                Bucket::decode_lazy(&bytes[..cut]).is_err(),
+                Bucket::decode(&bytes[..cut]).is_err()
+            );
+        }
+    }
+
+    #[test]
     fn record_size_stays_small() {
-        let b = Bucket {
-            grants: vec![grant(1, true, true)],
-        };
+        let b = Bucket::with_grants(vec![grant(1, true, true)]);
         // Bounded memory per live token: one user grant with refresh, ~150 bytes.
         assert!(b.encode().len() < 180, "{}", b.encode().len());
     }

@@ -473,10 +473,10 @@ pub(super) struct Insert {
 impl BucketTxn for Insert {
     type Output = bool;
     fn apply(&mut self, bucket: &mut Bucket, _now: u64) -> Step<bool> {
-        if bucket.grants.len() >= self.limit {
+        if bucket.len() >= self.limit {
             return Step::Done(false);
         }
-        bucket.grants.push(self.grant.clone());
+        bucket.push(self.grant.clone());
         Step::Write(true)
     }
 }
@@ -576,7 +576,7 @@ impl BucketTxn for RevokeClients<'_> {
     type Output = u32;
     fn apply(&mut self, bucket: &mut Bucket, _now: u64) -> Step<u32> {
         let mut revoked = 0;
-        for g in bucket.grants.iter_mut() {
+        for g in bucket.grants_mut().iter_mut() {
             if !g.revoked && self.clients.contains(&g.client_id) {
                 g.revoked = true;
                 revoked += 1;

@@ -29,6 +29,9 @@ pub struct RevocationFeed {
     /// When the last successful poll was sent (ms); events up to then are known.
     heard_at_ms: Option<u64>,
     in_flight_since_ms: Option<u64>,
+    /// When the last poll was sent: polls are `poll_interval_ms` apart
+    /// whatever the tick period.
+    last_sent_ms: Option<u64>,
 }
 
 /// A poll to send: events of slices from `first_slice` on, newer than `after_revision`.
@@ -45,6 +48,7 @@ impl RevocationFeed {
             revision: 0,
             heard_at_ms: None,
             in_flight_since_ms: None,
+            last_sent_ms: None,
         }
     }
 
@@ -56,7 +60,14 @@ impl RevocationFeed {
                 return None;
             }
         }
+        if self
+            .last_sent_ms
+            .is_some_and(|s| now_ms.saturating_sub(s) < self.cfg.poll_interval_ms)
+        {
+            return None;
+        }
         self.in_flight_since_ms = Some(now_ms);
+        self.last_sent_ms = Some(now_ms);
         let now_secs = now_ms / 1000;
         Some(Poll {
             first_slice: slice_of(now_secs).saturating_sub(1),
@@ -118,10 +129,11 @@ mod tests {
             !f.trusted(11_001),
             "stale after staleness_ms without an answer"
         );
+        assert!(f.due(10_040).is_none(), "polls stay poll_interval_ms apart");
         assert_eq!(f.due(10_060).unwrap().after_revision, 42);
         // Failures keep the position and let the next tick try again.
         f.failed();
-        assert_eq!(f.due(10_100).unwrap().after_revision, 42);
+        assert_eq!(f.due(10_120).unwrap().after_revision, 42);
         assert!(!f.trusted(12_000));
     }
 

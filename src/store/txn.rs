@@ -76,7 +76,8 @@ pub async fn run_txn<T: BucketTxn>(
     let key = bucket_key(bucket);
     for _ in 0..CAS_RETRIES {
         let current = kv.get(&key).await?;
-        let mut b = match Bucket::decode(current.value.as_deref().unwrap_or(&[])) {
+        // Lazy: only the grants the transaction touches are decoded (see `bucket`).
+        let mut b = match Bucket::decode_lazy(current.value.as_deref().unwrap_or(&[])) {
             Ok(b) => b,
             Err(_) => {
                 // Unreadable data is treated as absent (and counted), never trusted.

@@ -6,7 +6,6 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -19,7 +18,7 @@ use crate::config::guard::GuardConfig;
 use crate::config::ConfigError;
 use crate::guard::bearer::{
     path_without_query_token, CacheUse, Check, Decision, Guard, GuardRequest, PendingLookup,
-    Verdict,
+    Reason, Verdict,
 };
 use crate::host::Clock;
 use crate::store::etcd::exchange::{prefixed, EtcdSettings, Outgoing};
@@ -30,10 +29,21 @@ use crate::store::kv::{Kv, RemoteLink};
 use crate::store::revocation_feed::{FeedConfig, RevocationFeed};
 use crate::store::{bump_local_generation, GrantStore, LookupFailed};
 
+/// Counters resolved once (bumped in Wasm memory, flushed on the tick).
+struct Counters {
+    hit: host::Counter,
+    miss: host::Counter,
+    revalidated: host::Counter,
+    allowed: host::Counter,
+    passed_unguarded: host::Counter,
+    denied: [host::Counter; Reason::ALL.len()],
+}
+
 /// One worker's guard: the core, and in fleet mode its way to etcd and its
 /// place in the revocation log.
 pub struct GuardShared {
     guard: RefCell<Guard>,
+    counters: Counters,
     etcd: Option<Rc<EtcdClient>>,
     feed: RefCell<RevocationFeed>,
     /// When the poll in flight was sent (ms), if one is.
@@ -47,11 +57,18 @@ pub fn configure(bytes: &[u8]) -> Result<Rc<GuardShared>, ConfigError> {
         poll_interval_ms: cfg.remote.as_ref().map_or(1000, |r| r.revocation_poll_ms),
         staleness_ms: cfg.remote.as_ref().map_or(1000, |r| r.staleness_ms),
     });
-    if let Some(r) = &cfg.remote {
-        let _ = hostcalls::set_tick_period(Duration::from_millis(r.revocation_poll_ms));
-    }
+    let counters = Counters {
+        hit: host::counter(stats::GUARD_CACHE_HIT),
+        miss: host::counter(stats::GUARD_CACHE_MISS),
+        revalidated: host::counter(stats::GUARD_CACHE_REVALIDATED),
+        allowed: host::counter(stats::GUARD_ALLOWED),
+        passed_unguarded: host::counter(stats::GUARD_PASSED_UNGUARDED),
+        denied: Reason::ALL
+            .map(|r| host::counter(&format!("{}{}", stats::GUARD_DENIED, r.as_str()))),
+    };
     Ok(Rc::new(GuardShared {
         guard: RefCell::new(Guard::new(cfg)),
+        counters,
         etcd,
         feed: RefCell::new(feed),
         poll_sent_ms: RefCell::new(None),
@@ -148,29 +165,38 @@ impl GuardHttp {
     }
 
     /// Applies a decision to the request; `Continue` when it may pass.
-    fn apply(&mut self, guard: &Guard, decision: Decision, path: &[u8]) -> Action {
+    /// `present` says whether the client sent a header (when unsure: true, so
+    /// a spoofed identity header is always replaced or removed).
+    fn apply(
+        &mut self,
+        guard: &Guard,
+        decision: Decision,
+        path: &[u8],
+        present: &dyn Fn(&str) -> bool,
+    ) -> Action {
+        let c = &self.shared.counters;
         match decision.cache {
-            CacheUse::Hit => host::count(stats::GUARD_CACHE_HIT, 1),
-            CacheUse::Miss => host::count(stats::GUARD_CACHE_MISS, 1),
-            CacheUse::Revalidated => host::count(stats::GUARD_CACHE_REVALIDATED, 1),
+            CacheUse::Hit => host::bump(c.hit, 1),
+            CacheUse::Miss => host::bump(c.miss, 1),
+            CacheUse::Revalidated => host::bump(c.revalidated, 1),
             CacheUse::NotNeeded => {}
         }
         let names = &guard.cfg.headers;
         match decision.verdict {
             Verdict::Allow(identity) => {
-                // Replace (never append to) whatever the client sent under these names.
+                // Replace (never append to) whatever the client sent under these names;
+                // a name the client did not send is added (or, without a value, left alone).
+                let set = |name: &str, value: Option<&[u8]>| match (value, present(name)) {
+                    (Some(v), false) => host::add_request_header(name, v),
+                    (v, true) => host::set_request_header(name, v),
+                    (None, false) => {}
+                };
                 match identity {
                     Some(id) => {
-                        host::set_request_header(&names.client_id, Some(id.client_id.as_bytes()));
-                        host::set_request_header(
-                            &names.user,
-                            id.user.as_deref().map(str::as_bytes),
-                        );
-                        host::set_request_header(&names.scope, Some(id.scope.as_bytes()));
-                        host::set_request_header(
-                            &names.expires,
-                            Some(id.expires_header.as_bytes()),
-                        );
+                        set(&names.client_id, Some(id.client_id.as_bytes()));
+                        set(&names.user, id.user.as_deref().map(str::as_bytes));
+                        set(&names.scope, Some(id.scope.as_bytes()));
+                        set(&names.expires, Some(id.expires_header.as_bytes()));
                         if guard.cfg.hide_credentials {
                             if decision.token_in_query {
                                 let stripped = path_without_query_token(path);
@@ -179,19 +205,19 @@ impl GuardHttp {
                                 host::set_request_header("authorization", None);
                             }
                         }
-                        host::count(stats::GUARD_ALLOWED, 1);
+                        host::bump(c.allowed, 1);
                     }
                     None => {
                         for name in names.all() {
-                            host::set_request_header(name, None);
+                            set(name, None);
                         }
-                        host::count(stats::GUARD_PASSED_UNGUARDED, 1);
+                        host::bump(c.passed_unguarded, 1);
                     }
                 }
                 Action::Continue
             }
             Verdict::Deny(reason, response) => {
-                host::count(&format!("{}{}", stats::GUARD_DENIED, reason.as_str()), 1);
+                host::bump(c.denied[reason as usize], 1);
                 host::send_response(response.status, &response.headers, &response.body);
                 Action::Pause
             }
@@ -210,7 +236,8 @@ impl GuardHttp {
             return Action::Pause;
         };
         let decision = guard.finish(pending, found, HostClock.now_secs());
-        self.apply(&guard, decision, &path)
+        // The header map was not kept across the pause: treat every name as sent.
+        self.apply(&guard, decision, &path, &|_| true)
     }
 }
 
@@ -241,25 +268,30 @@ impl HttpContext for GuardHttp {
             host::send_response(503, &[], b"");
             return Action::Pause;
         };
-        let path = host::request_header(":path").unwrap_or_default();
-        // One host call fewer on the hot path when no rule looks at the method.
+        // One read of the whole map instead of one per header.
+        let headers = host::RequestHeaders::read();
+        let path = headers.get(":path").unwrap_or_default();
+        // The method only matters when a rule names methods.
         let method = if guard.cfg.rules.iter().any(|r| !r.methods.is_empty()) {
-            host::request_header_str(":method").unwrap_or_default()
+            headers
+                .get(":method")
+                .and_then(|m| std::str::from_utf8(m).ok())
+                .unwrap_or_default()
         } else {
-            String::new()
+            ""
         };
-        let authorization = host::request_header("authorization");
         let req = GuardRequest {
-            method: &method,
-            path: &path,
-            authorization: authorization.as_deref(),
+            method,
+            path,
+            authorization: headers.get("authorization"),
         };
+        let present = |name: &str| headers.contains(name);
         let now = HostClock.now_secs();
         let verified_before = guard.jwt_verifications();
         let Some(etcd) = shared.etcd.clone() else {
             let decision = guard.check(&SharedDataKv, now, &req);
             count_jwt_verified(&guard, verified_before);
-            return self.apply(&guard, decision, &path);
+            return self.apply(&guard, decision, path, &present);
         };
         // Fleet mode: a cache hit is trusted only while this worker hears the
         // revocation log; a miss reads etcd with the request paused.
@@ -270,7 +302,7 @@ impl HttpContext for GuardHttp {
         let check = guard.begin(&SharedDataKv, trusted, now, &req);
         count_jwt_verified(&guard, verified_before);
         let pending = match check {
-            Check::Decided(decision) => return self.apply(&guard, decision, &path),
+            Check::Decided(decision) => return self.apply(&guard, decision, path, &present),
             Check::Lookup(pending) => pending,
         };
         drop(guard);
@@ -279,7 +311,7 @@ impl HttpContext for GuardHttp {
         let kv = Kv::Remote(link.clone());
         let op = async move { GrantStore::lookup_in(&kv, &token, now).await };
         let (flight, driven) = etcd.start(link, op);
-        self.waiting = Some((flight, pending, path));
+        self.waiting = Some((flight, pending, path.to_vec()));
         match driven {
             Driven::Waiting => Action::Pause,
             Driven::Done(found) => self.finish(found),

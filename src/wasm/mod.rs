@@ -59,6 +59,8 @@ impl RootContext for PluginRoot {
         match result {
             Ok(role) => {
                 self.role = Some(role);
+                // Counters and the clock are per-worker state refreshed on the tick.
+                let _ = proxy_wasm::hostcalls::set_tick_period(host::TICK);
                 true
             }
             Err(e) => {
@@ -69,17 +71,21 @@ impl RootContext for PluginRoot {
         }
     }
 
+    /// Writes the worker's counters to Envoy and reads the clock (see `host`);
+    /// in fleet mode the guard polls the revocation log.
+    fn on_tick(&mut self) {
+        host::HostClock::refresh();
+        host::flush_counters();
+        if let Some(Role::Guard(shared)) = &self.role {
+            shared.on_tick();
+        }
+    }
+
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         match &self.role {
             Some(Role::Token(shared)) => Some(Box::new(TokenHttp::new(shared.clone()))),
             Some(Role::Guard(guard)) => Some(Box::new(GuardHttp::new(guard.clone()))),
             None => None,
-        }
-    }
-
-    fn on_tick(&mut self) {
-        if let Some(Role::Guard(shared)) = &self.role {
-            shared.on_tick();
         }
     }
 

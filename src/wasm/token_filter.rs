@@ -8,7 +8,7 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
-use super::host::{self, HostClock, SharedDataKv};
+use super::host::{self, BufferedRandomness, HostClock, SharedDataKv};
 use super::remote::{Driven, EtcdClient, InFlight};
 use super::stats;
 use crate::authn::credential_cache::CredentialCache;
@@ -216,7 +216,7 @@ async fn serve(shared: Rc<TokenShared>, kv: Kv<'static>, req: OwnedRequest) -> R
     let mut env = ServiceEnv {
         kv,
         clock: &HostClock,
-        rng: &HostRandomness,
+        rng: &BufferedRandomness,
         credentials: &shared.credentials,
     };
     let cfg = &shared.cfg;
@@ -260,7 +260,7 @@ async fn serve_authorize_page(
     let mut env = ServiceEnv {
         kv,
         clock: &HostClock,
-        rng: &HostRandomness,
+        rng: &BufferedRandomness,
         credentials: &shared.credentials,
     };
     let req = AuthorizeRequest {
@@ -358,17 +358,24 @@ impl Context for TokenHttp {
 
 impl HttpContext for TokenHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let full_path = host::request_header(":path").unwrap_or_default();
+        // One read of the whole map instead of up to five single reads.
+        let headers = host::RequestHeaders::read();
+        let text = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .map(str::to_string)
+        };
+        let full_path = headers.get(":path").unwrap_or_default();
         let mut parts = full_path.splitn(2, |b| *b == b'?');
         let path = parts.next().unwrap_or_default();
         let query = parts.next().unwrap_or_default();
         let paths = &self.shared.cfg.paths;
-        if path == paths.authorize.as_bytes() {
-            let method = host::request_header_str(":method").unwrap_or_default();
-            if method != "POST" {
-                let query = String::from_utf8_lossy(query).into_owned();
-                return self.serve_authorize(&method, &query);
-            }
+        let method = headers.get(":method").unwrap_or_default();
+        if path == paths.authorize.as_bytes() && method != b"POST" {
+            let method = String::from_utf8_lossy(method).into_owned();
+            let query = String::from_utf8_lossy(query).into_owned();
+            return self.serve_authorize(&method, &query);
         }
         self.endpoint = if path == paths.authorize.as_bytes() {
             Some(Endpoint::Authorize)
@@ -392,23 +399,23 @@ impl HttpContext for TokenHttp {
         if self.endpoint.is_none() {
             return Action::Continue;
         }
-        if host::request_header(":method").as_deref() != Some(b"POST") {
+        if method != b"POST" {
             host::count(&format!("{}invalid_request", stats::TOKEN_ERROR), 1);
             let r = method_not_allowed();
             return self.answer(r.status, &r.headers, &r.body);
         }
         let max = self.shared.cfg.max_body_bytes;
-        let declared =
-            host::request_header_str("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+        let declared = text("content-length").and_then(|v| v.trim().parse::<u64>().ok());
         if declared.is_some_and(|n| n > max as u64) {
             host::count(&format!("{}invalid_request", stats::TOKEN_ERROR), 1);
             let r = payload_too_large(max);
             return self.answer(r.status, &r.headers, &r.body);
         }
-        self.content_type = host::request_header_str("content-type");
-        self.authorization = host::request_header_str("authorization");
+        self.content_type = text("content-type");
+        self.authorization = text("authorization");
         if self.endpoint == Some(Endpoint::Authorize) {
-            (self.cookie, self.https) = authorize_context();
+            self.cookie = text("cookie");
+            self.https = headers.get(":scheme") == Some(b"https");
         }
         if end_of_stream {
             return self.handle(&[]);

@@ -327,8 +327,10 @@ impl Envoy {
         }
     }
 
-    /// Admin `/stats` (text).
+    /// Admin `/stats` (text). The filters add to their counters in Wasm memory and
+    /// write them to Envoy on a 50 ms tick: wait for two ticks first.
     pub fn stats(&self) -> String {
+        std::thread::sleep(std::time::Duration::from_millis(150));
         let r = get(&format!("{}/stats", self.admin_url()), &[]);
         assert_eq!(r.status, 200, "/stats: {}", r.body);
         r.body

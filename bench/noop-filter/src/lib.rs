@@ -7,8 +7,11 @@
 //!   `authorization`, read one shared-data key (the revocation generation),
 //!   increment two counters and set four request headers. guard-hit minus this
 //!   is the cost of the guard's own code; this minus `noop` is the ABI's.
-//!   A plugin configuration (comma list of `read`, `shared`, `metrics`, `write`)
-//!   limits it to some of them, for breakdown experiments; none means all.
+//!   A plugin configuration (comma list of `read`, `shared`, `metrics`, `write`,
+//!   and the extra experiments `map`: one `get_http_request_headers` instead of
+//!   three reads, `clock`: one clock read, `add`: four `add_header` instead of
+//!   replacing) limits it to some of them, for breakdown experiments (variants
+//!   `hc-*` of bench/run.py); none means the four of the guard-hit list.
 //! - root_id `reply` (variant `wasm-reply`): waits for the whole request body,
 //!   reads it, and answers locally with a fixed JSON 200 of a token response's
 //!   size: the floor of any Wasm filter that answers POST /token itself.
@@ -30,10 +33,13 @@ struct Ops {
     shared: bool,
     metrics: bool,
     write: bool,
+    map: bool,
+    clock: bool,
+    add: bool,
 }
 
 impl Ops {
-    const ALL: Ops = Ops { read: true, shared: true, metrics: true, write: true };
+    const ALL: Ops = Ops { read: true, shared: true, metrics: true, write: true, map: false, clock: false, add: false };
 
     fn parse(config: &[u8]) -> Ops {
         let text = String::from_utf8_lossy(config);
@@ -46,6 +52,9 @@ impl Ops {
             shared: list.contains(&"shared"),
             metrics: list.contains(&"metrics"),
             write: list.contains(&"write"),
+            map: list.contains(&"map"),
+            clock: list.contains(&"clock"),
+            add: list.contains(&"add"),
         }
     }
 }
@@ -128,6 +137,12 @@ impl HttpContext for HostcallsHttp {
                 n += hostcalls::get_map_value_bytes(h, name).ok().flatten().map_or(0, |v| v.len());
             }
         }
+        if self.ops.map {
+            n += hostcalls::get_map_bytes(h).map_or(0, |m| m.len());
+        }
+        if self.ops.clock {
+            n += hostcalls::get_current_time().map_or(0, |_| 1);
+        }
         if self.ops.shared {
             let (generation, _cas) = hostcalls::get_shared_data("bench.generation").unwrap_or((None, None));
             n += generation.map_or(0, |v| v.len());
@@ -140,6 +155,12 @@ impl HttpContext for HostcallsHttp {
             let n = n.to_string();
             for name in ["x-bench-a", "x-bench-b", "x-bench-c", "x-bench-d"] {
                 let _ = hostcalls::set_map_value_bytes(h, name, Some(n.as_bytes()));
+            }
+        }
+        if self.ops.add {
+            let n = n.to_string();
+            for name in ["x-bench-a", "x-bench-b", "x-bench-c", "x-bench-d"] {
+                let _ = hostcalls::add_map_value_bytes(h, name, n.as_bytes());
             }
         }
         Action::Continue
