@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use super::error::{check_header_text, check_name, check_scopes, err, ConfigError};
 use super::jwt::FormatName;
-use super::token::{check_lifetimes, LifetimeOverrides, LifetimesConfig};
+use super::lifetimes::{check_lifetimes, LifetimeOverrides, LifetimesConfig};
 use crate::config::secret_hash::SecretHash;
 use crate::oauth::scope;
 use crate::token::jwt::{Audience, JwtFormat};

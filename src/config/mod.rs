@@ -7,10 +7,12 @@ pub mod client;
 pub mod error;
 pub mod guard;
 pub mod jwt;
+pub mod lifetimes;
 pub mod secret_hash;
 pub mod store;
 pub mod token;
 
 pub use client::{Client, GrantType, User};
 pub use error::{check_header_text, parse_json, ConfigError};
+pub use lifetimes::{LifetimeOverrides, LifetimesConfig};
 pub use token::*;

@@ -12,7 +12,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use super::host::{self, HostClock, SharedDataKv};
-use super::remote::{call_response, Driven, EtcdClient, InFlight};
+use super::remote::{call_response, settings_of, Driven, EtcdClient, InFlight};
 use super::stats;
 use crate::config::guard::GuardConfig;
 use crate::config::ConfigError;
@@ -21,7 +21,7 @@ use crate::guard::bearer::{
     Reason, Verdict,
 };
 use crate::host::Clock;
-use crate::store::etcd::exchange::{prefixed, EtcdSettings, Outgoing};
+use crate::store::etcd::exchange::{prefixed, Outgoing};
 use crate::store::etcd::gateway;
 use crate::store::grant::Grant;
 use crate::store::keys::REVLOG_PREFIX;
@@ -88,7 +88,7 @@ impl GuardShared {
         let Some(poll) = feed.due(now_ms) else {
             return;
         };
-        let settings = EtcdSettings::of(&etcd.remote);
+        let settings = settings_of(&etcd.remote);
         let from = prefixed(
             &settings,
             &format!("{REVLOG_PREFIX}{:012}", poll.first_slice),

@@ -15,7 +15,7 @@ use proxy_wasm::types::{BufferType, MapType};
 use super::host::HostClock;
 use crate::config::store::RemoteStore;
 use crate::host::Clock;
-use crate::store::etcd::exchange::{EtcdSettings, Exchange, Outgoing, Session, Step};
+use crate::store::etcd::exchange::{Credentials, EtcdSettings, Exchange, Outgoing, Session, Step};
 use crate::store::kv::{Progress, RemoteLink, Suspended};
 
 /// One worker's way to etcd.
@@ -42,7 +42,7 @@ pub enum Driven<T> {
 impl EtcdClient {
     pub fn new(remote: RemoteStore) -> Rc<Self> {
         Rc::new(EtcdClient {
-            settings: EtcdSettings::of(&remote),
+            settings: settings_of(&remote),
             remote,
             session: RefCell::new(Session::default()),
         })
@@ -170,4 +170,15 @@ pub fn call_response(body_size: usize) -> (u32, Vec<u8>) {
         .flatten()
         .unwrap_or_default();
     (status, body)
+}
+
+/// The store's view of the configured etcd (the store layer knows no configuration).
+pub fn settings_of(remote: &RemoteStore) -> EtcdSettings {
+    EtcdSettings {
+        prefix: remote.prefix.clone(),
+        credentials: remote.credentials.as_ref().map(|(u, p)| Credentials {
+            user: u.clone(),
+            password: p.clone(),
+        }),
+    }
 }

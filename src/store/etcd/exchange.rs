@@ -7,7 +7,6 @@
 use sha2::{Digest, Sha256};
 
 use super::gateway::{self, Expect, GatewayError, GatewayRequest};
-use crate::config::store::RemoteStore;
 use crate::host::WriteError;
 use crate::store::kv::{Answer, Command, Stored, Unavailable};
 
@@ -39,18 +38,6 @@ impl std::fmt::Debug for Credentials {
             "Credentials {{ user: {:?}, password: <hidden> }}",
             self.user
         )
-    }
-}
-
-impl EtcdSettings {
-    pub fn of(remote: &RemoteStore) -> Self {
-        EtcdSettings {
-            prefix: remote.prefix.clone(),
-            credentials: remote.credentials.as_ref().map(|(u, p)| Credentials {
-                user: u.clone(),
-                password: p.clone(),
-            }),
-        }
     }
 }
 
