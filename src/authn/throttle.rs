@@ -1,21 +1,13 @@
 //! Brute-force throttling of failed authentication, per client_id and per
-//! username, shared by every worker through the CAS store.
-//!
-//! Keys: `oauth2/throttle/<shard>` for 64 shards, each a small table of
-//! `(subject hash, window start, failures)`; the key count and each table's
-//! size are fixed, whatever names attackers try. When a table is full, the
-//! entry with the fewest failures goes, so a flood of one-off names cannot
-//! evict the counter of a name under attack.
+//! username: the policy and the subjects. The counters live in the store
+//! (`store::throttle`), shared by every worker.
 
 use sha2::{Digest, Sha256};
 
 pub use crate::config::ThrottlePolicy;
 use crate::host::{KvStore, WriteError};
-
-pub const THROTTLE_SHARDS: u32 = 64;
-const ENTRIES_PER_SHARD: usize = 128;
-const ENTRY_BYTES: usize = 8 + 8 + 4;
-const VERSION: u8 = 1;
+use crate::store::throttle as counters;
+pub use crate::store::throttle::THROTTLE_SHARDS;
 
 #[derive(Debug, Clone, Copy)]
 pub enum Subject<'a> {
@@ -43,67 +35,14 @@ impl Subject<'_> {
     }
 }
 
-fn key_of(id: &[u8; 8]) -> String {
-    format!(
-        "oauth2/throttle/{}",
-        u32::from_be_bytes([id[0], id[1], id[2], id[3]]) % THROTTLE_SHARDS
-    )
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Entry {
-    id: [u8; 8],
-    window_start: u64,
-    failures: u32,
-}
-
-fn decode(bytes: &[u8]) -> Vec<Entry> {
-    // Anything unreadable counts as an empty table: throttling is best effort,
-    // never a reason to refuse service.
-    if bytes.first() != Some(&VERSION) || !(bytes.len() - 1).is_multiple_of(ENTRY_BYTES) {
-        return Vec::new();
-    }
-    bytes[1..]
-        .chunks_exact(ENTRY_BYTES)
-        .map(|c| {
-            let mut id = [0u8; 8];
-            id.copy_from_slice(&c[..8]);
-            let mut ws = [0u8; 8];
-            ws.copy_from_slice(&c[8..16]);
-            Entry {
-                id,
-                window_start: u64::from_be_bytes(ws),
-                failures: u32::from_be_bytes([c[16], c[17], c[18], c[19]]),
-            }
-        })
-        .collect()
-}
-
-fn encode(entries: &[Entry]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + entries.len() * ENTRY_BYTES);
-    out.push(VERSION);
-    for e in entries {
-        out.extend_from_slice(&e.id);
-        out.extend_from_slice(&e.window_start.to_be_bytes());
-        out.extend_from_slice(&e.failures.to_be_bytes());
-    }
-    out
-}
-
 impl ThrottlePolicy {
     pub fn enabled(&self) -> bool {
         self.max_failures > 0
     }
 
-    /// Creates the shard keys (at configuration, like the token store's).
+    /// Creates the counters' keys (at configuration, like the token store's).
     pub fn ensure_created(kv: &dyn KvStore) -> Result<(), WriteError> {
-        for shard in 0..THROTTLE_SHARDS {
-            let key = format!("oauth2/throttle/{shard}");
-            if kv.get(&key).cas.is_none() {
-                kv.set(&key, &[VERSION], None)?;
-            }
-        }
-        Ok(())
+        counters::ensure_created(kv)
     }
 
     /// Seconds until `subject` may try again, if it is throttled now.
@@ -111,46 +50,17 @@ impl ThrottlePolicy {
         if !self.enabled() {
             return None;
         }
-        let id = subject.digest();
-        let current = kv.get(&key_of(&id));
-        let entries = decode(current.value.as_deref().unwrap_or(&[]));
-        let e = entries.iter().find(|e| e.id == id)?;
+        let e = counters::read(kv, &subject.digest())?;
         let ends = e.window_start.saturating_add(self.window_seconds);
         (e.failures >= self.max_failures && now < ends).then(|| (ends - now).max(1))
     }
 
-    /// Counts a failure. Bounded CAS retries; on persistent conflict the failure
-    /// is dropped (others are being counted at that moment anyway).
+    /// Counts a failure (best effort: bounded CAS retries).
     pub fn record_failure(&self, kv: &dyn KvStore, subject: Subject, now: u64) {
         if !self.enabled() {
             return;
         }
-        let id = subject.digest();
-        let key = key_of(&id);
-        for _ in 0..16 {
-            let current = kv.get(&key);
-            let mut entries = decode(current.value.as_deref().unwrap_or(&[]));
-            entries.retain(|e| now < e.window_start.saturating_add(self.window_seconds));
-            match entries.iter_mut().find(|e| e.id == id) {
-                Some(e) => e.failures = e.failures.saturating_add(1),
-                None => {
-                    if entries.len() >= ENTRIES_PER_SHARD {
-                        if let Some(i) = (0..entries.len()).min_by_key(|i| entries[*i].failures) {
-                            entries.swap_remove(i);
-                        }
-                    }
-                    entries.push(Entry {
-                        id,
-                        window_start: now,
-                        failures: 1,
-                    });
-                }
-            }
-            match kv.set(&key, &encode(&entries), current.cas) {
-                Err(WriteError::CasMismatch) => continue,
-                _ => return,
-            }
-        }
+        counters::record_failure(kv, &subject.digest(), now, self.window_seconds);
     }
 }
 
@@ -158,6 +68,7 @@ impl ThrottlePolicy {
 mod tests {
     use super::*;
     use crate::host::memory::MemoryKv;
+    use crate::store::throttle::{key_of, ENTRIES_PER_SHARD, ENTRY_BYTES};
 
     const P: ThrottlePolicy = ThrottlePolicy {
         max_failures: 3,

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use crate::host::{KvStore, Randomness, WriteError};
 use crate::store::{GrantStore, StoreError, StoreLayout, CAS_RETRIES};
 
-pub const SWEPT_KEY: &str = "oauth2/revoked_clients";
+use crate::store::keys::REVOKED_CLIENTS as SWEPT_KEY;
 
 /// Revokes the grants of listed clients not swept yet. `Ok(None)`: nothing to
 /// do; `Ok(Some(n))`: a sweep ran and revoked `n` grants.

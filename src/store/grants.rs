@@ -14,7 +14,7 @@ use crate::host::{KvStore, Randomness, WriteError};
 use crate::oauth::scope;
 use crate::store::bucket::{Bucket, Corrupt};
 use crate::store::grant::{Grant, RefreshState};
-use crate::store::keys::{bucket_key, revocation_key};
+use crate::store::keys::{bucket_key, is_bucket_key, revocation_key};
 use crate::store::refresh_grace::DerivedSecret;
 use crate::store::server_key::{self, ServerKey};
 use crate::store::txn::{run_txn, BucketTxn, Step, StoreError, TxnReport, CAS_RETRIES};
@@ -115,11 +115,7 @@ impl<'a> GrantStore<'a> {
             .chain((0..REVOCATION_SHARDS).map(revocation_key));
         for key in keys {
             if self.kv.get(&key).cas.is_none() {
-                let empty: &[u8] = if key.starts_with("oauth2/g/") {
-                    &[]
-                } else {
-                    &[0; 8]
-                };
+                let empty: &[u8] = if is_bucket_key(&key) { &[] } else { &[0; 8] };
                 self.kv
                     .set(&key, empty, None)
                     .map_err(|_| StoreError::Unavailable)?;

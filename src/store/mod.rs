@@ -1,5 +1,8 @@
-//! The token store: grants in buckets of a key-value store with compare-and-swap.
-//! The only code that names store keys (`keys`). `txn` runs pure bucket
+//! The token store: grants in buckets of a key-value store with compare-and-swap,
+//! and the other shared state of the token service (revocation counters,
+//! throttle counters, used login forms, the store's key, the last
+//! `revoked_clients` sweep). The only code that names store keys (`keys`) and
+//! the only code that reads or writes them. `txn` runs pure bucket
 //! transactions on a synchronous store (Envoy shared data); `grants` and
 //! `codes` are what the endpoints can do to grants. May import `host`,
 //! `oauth` and `token`; nothing here knows about HTTP.
@@ -12,17 +15,18 @@ mod grants;
 pub mod keys;
 pub mod refresh_grace;
 pub mod server_key;
+pub mod throttle;
+pub mod used_forms;
 pub mod txn;
 
 pub use codes::{CodeBinding, CodeRedemption, RedeemError, CODE_INVALID};
 pub use grants::*;
-pub use keys::{bucket_key, revocation_key};
+pub use keys::{bucket_key, revocation_key, REVOCATION_SHARDS};
 pub use txn::{run_txn, BucketTxn, Step, StoreError, TxnReport, CAS_RETRIES};
 
 /// Tokens name their bucket in 4 bytes; the store never reads beyond this.
 pub const MAX_BUCKETS: u32 = 1 << 20;
 pub const MAX_GRANTS_PER_BUCKET: u16 = 1024;
-pub const REVOCATION_SHARDS: u32 = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreLayout {

@@ -7,7 +7,7 @@
 
 use crate::host::{KvStore, Randomness, WriteError};
 
-pub const KEY_NAME: &str = "oauth2/key";
+use crate::store::keys::SERVER_KEY as KEY_NAME;
 
 pub use crate::token::keyed_tag::{tag, ServerKey};
 

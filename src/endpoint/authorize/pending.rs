@@ -5,12 +5,10 @@
 //! cannot change what it carries, and showing a page writes nothing to shared
 //! data, so a flood of `GET /authorize` cannot push anybody's open form out.
 //!
-//! One-time use: the first POST that presents a token marks its nonce as used in
-//! `oauth2/p/<n>` (n in 0..[`PENDING_SLOTS`]) until the token would have expired,
-//! at most [`USED_PER_SLOT`] markers per slot. A full slot drops the marker that
-//! expires first: under a flood of posted forms, a form already posted could be
-//! posted once more before it expires, which still needs the user's password
-//! and counts against the per-user throttle.
+//! One-time use: the first POST that presents a token marks its nonce as used
+//! in the store (`store::used_forms`). Under a flood of posted forms, a form
+//! already posted could be posted once more before it expires, which still
+//! needs the user's password and counts against the per-user throttle.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -20,11 +18,9 @@ use crate::endpoint::authorize::browser_binding::Binding;
 use crate::host::{KvStore, Randomness, WriteError};
 use crate::oauth::pkce;
 use crate::store::server_key::{self, ServerKey};
-use crate::store::{StoreError, CAS_RETRIES};
+use crate::store::used_forms::{self, FORM_NONCE_BYTES as NONCE_BYTES};
+use crate::store::StoreError;
 
-pub const PENDING_SLOTS: u32 = 1024;
-/// Used-token markers per slot (24 bytes each): 65,536 in all, 1.5 MiB at most.
-pub const USED_PER_SLOT: usize = 64;
 /// Seconds a user has to log in.
 pub const PENDING_LIFETIME: u64 = 600;
 /// Longest `state` accepted (it is carried and echoed).
@@ -33,13 +29,7 @@ pub const MAX_STATE_BYTES: usize = 512;
 /// every field); anything longer is refused before decoding.
 const MAX_FORM_TOKEN_CHARS: usize = 8192;
 const SEAL_VERSION: u8 = 0x52;
-const MARKERS_VERSION: u8 = 2;
-const NONCE_BYTES: usize = 16;
 const MAC_BYTES: usize = 16;
-
-pub fn slot_key(slot: u32) -> String {
-    format!("oauth2/p/{slot}")
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResponseType {
@@ -69,15 +59,7 @@ pub struct PendingAuthorization {
 
 /// Creates every marker slot key (at configuration, before any worker serves).
 pub fn ensure_created(kv: &dyn KvStore) -> Result<u32, WriteError> {
-    let mut created = 0;
-    for slot in 0..PENDING_SLOTS {
-        let key = slot_key(slot);
-        if kv.get(&key).cas.is_none() {
-            kv.set(&key, &[], None)?;
-            created += 1;
-        }
-    }
-    Ok(created)
+    used_forms::ensure_created(kv)
 }
 
 /// Seals `req` into a one-time form token valid for [`PENDING_LIFETIME`].
@@ -115,29 +97,7 @@ pub fn take(
     if now >= opened.expires_at {
         return Ok(None);
     }
-    let slot = u32::from_be_bytes([
-        opened.nonce[0],
-        opened.nonce[1],
-        opened.nonce[2],
-        opened.nonce[3],
-    ]) % PENDING_SLOTS;
-    let fresh = update(kv, slot, |markers| {
-        let before = markers.len();
-        markers.retain(|m| now < m.expires_at);
-        if markers.iter().any(|m| m.nonce == opened.nonce) {
-            return (markers.len() != before, false);
-        }
-        if markers.len() >= USED_PER_SLOT {
-            if let Some(i) = (0..markers.len()).min_by_key(|i| markers[*i].expires_at) {
-                markers.remove(i);
-            }
-        }
-        markers.push(Marker {
-            nonce: opened.nonce,
-            expires_at: opened.expires_at,
-        });
-        (true, true)
-    })?;
+    let fresh = used_forms::mark_used(kv, &opened.nonce, opened.expires_at, now)?;
     Ok(fresh.then_some(opened.req))
 }
 
@@ -178,65 +138,6 @@ fn open(key: &ServerKey, form_token: &str) -> Option<Opened> {
 
 fn seal_mac(key: &ServerKey, body: &[u8]) -> Option<[u8; MAC_BYTES]> {
     server_key::tag(key, b"oauth2 login form", body)
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Marker {
-    nonce: [u8; NONCE_BYTES],
-    expires_at: u64,
-}
-
-/// Read-modify-write of one marker slot with bounded CAS retries; `f` says whether to write.
-fn update<T>(
-    kv: &dyn KvStore,
-    slot: u32,
-    mut f: impl FnMut(&mut Vec<Marker>) -> (bool, T),
-) -> Result<T, StoreError> {
-    let key = slot_key(slot);
-    for _ in 0..CAS_RETRIES {
-        let current = kv.get(&key);
-        // Unreadable data counts as empty: never trusted, never a panic.
-        let mut markers =
-            decode_markers(current.value.as_deref().unwrap_or(&[])).unwrap_or_default();
-        let (write, out) = f(&mut markers);
-        if !write {
-            return Ok(out);
-        }
-        match kv.set(&key, &encode_markers(&markers), current.cas) {
-            Ok(()) => return Ok(out),
-            Err(WriteError::CasMismatch) => continue,
-            Err(WriteError::Failed) => return Err(StoreError::Unavailable),
-        }
-    }
-    Err(StoreError::Contended)
-}
-
-// `version u8 | count u8 | (nonce[16] | expires u64)*`
-fn encode_markers(markers: &[Marker]) -> Vec<u8> {
-    let mut out = vec![MARKERS_VERSION, markers.len().min(255) as u8];
-    for m in markers.iter().take(255) {
-        out.extend_from_slice(&m.nonce);
-        out.extend_from_slice(&m.expires_at.to_be_bytes());
-    }
-    out
-}
-
-fn decode_markers(bytes: &[u8]) -> Option<Vec<Marker>> {
-    if bytes.is_empty() {
-        return Some(Vec::new());
-    }
-    let mut r = Reader { bytes, pos: 0 };
-    if r.take(1)?[0] != MARKERS_VERSION {
-        return None;
-    }
-    let count = r.take(1)?[0] as usize;
-    let mut markers = Vec::with_capacity(count);
-    for _ in 0..count {
-        let nonce = r.take(NONCE_BYTES)?.try_into().ok()?;
-        let expires_at = u64::from_be_bytes(r.take(8)?.try_into().ok()?);
-        markers.push(Marker { nonce, expires_at });
-    }
-    (r.pos == bytes.len()).then_some(markers)
 }
 
 const F_TOKEN: u8 = 1;
@@ -363,6 +264,8 @@ mod tests {
     use super::*;
     use crate::host::memory::MemoryKv;
     use crate::host::HostRandomness;
+    use crate::store::keys::{used_form_key as slot_key, USED_FORM_SLOTS as PENDING_SLOTS};
+    use crate::store::used_forms::{decode_markers, USED_PER_SLOT};
 
     fn req(n: u8) -> PendingAuthorization {
         PendingAuthorization {
@@ -463,17 +366,6 @@ mod tests {
 
     #[test]
     fn decoding_never_panics_and_refuses_garbage() {
-        let markers: Vec<Marker> = (0..4)
-            .map(|n| Marker {
-                nonce: [n; NONCE_BYTES],
-                expires_at: 5,
-            })
-            .collect();
-        let bytes = encode_markers(&markers);
-        assert_eq!(decode_markers(&bytes), Some(markers));
-        for cut in 1..bytes.len() {
-            assert_eq!(decode_markers(&bytes[..cut]), None);
-        }
         let mut body = Vec::new();
         encode_request(&mut body, &req(2));
         for cut in 0..body.len() {
