@@ -5,8 +5,10 @@
 //! one CAS; the record keeps the code's hash, so a second presentation is
 //! recognised in one CAS as well and revokes what the code produced (§4.1.2).
 
-use super::grants::{GrantStore, Insert, IssuedTokens, Lifetimes, PLACEMENT_TRIES};
-use super::txn::{run_txn, StoreError};
+use super::grants::{GrantStore, IssuedTokens, Lifetimes, PLACEMENT_TRIES};
+use super::shared_data::run_txn;
+use super::txn::Insert;
+use super::txn::StoreError;
 use super::MAX_BUCKETS;
 use crate::oauth::pkce;
 use crate::store::bucket::Bucket;

@@ -2,8 +2,9 @@
 //! and the other shared state of the token service (revocation counters,
 //! throttle counters, used login forms, the store's key, the last
 //! `revoked_clients` sweep). The only code that names store keys (`keys`) and
-//! the only code that reads or writes them. `txn` runs pure bucket
-//! transactions on a synchronous store (Envoy shared data); `grants` and
+//! the only code that reads or writes them. `txn` holds the pure bucket
+//! transactions, `shared_data` the driver that runs them on a synchronous
+//! store (Envoy shared data; an asynchronous driver can sit beside it); `grants` and
 //! `codes` are what the endpoints can do to grants. May import `host`,
 //! `oauth` and `token`; nothing here knows about HTTP.
 
@@ -15,6 +16,7 @@ mod grants;
 pub mod keys;
 pub mod refresh_grace;
 pub mod server_key;
+pub mod shared_data;
 pub mod throttle;
 pub mod used_forms;
 pub mod txn;
@@ -22,7 +24,8 @@ pub mod txn;
 pub use codes::{CodeBinding, CodeRedemption, RedeemError, CODE_INVALID};
 pub use grants::*;
 pub use keys::{bucket_key, revocation_key, REVOCATION_SHARDS};
-pub use txn::{run_txn, BucketTxn, Step, StoreError, TxnReport, CAS_RETRIES};
+pub use shared_data::{run_txn, CAS_RETRIES};
+pub use txn::{BucketTxn, Step, StoreError, TxnReport};
 
 /// Tokens name their bucket in 4 bytes; the store never reads beyond this.
 pub const MAX_BUCKETS: u32 = 1 << 20;
