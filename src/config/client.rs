@@ -5,7 +5,7 @@ use serde::Deserialize;
 use std::collections::HashSet;
 
 use super::error::{check_header_text, check_name, check_scopes, err, ConfigError};
-use super::token::{check_lifetimes, LifetimeOverrides, LifetimesConfig};
+use super::lifetimes::{check_lifetimes, LifetimeOverrides, LifetimesConfig};
 use crate::config::secret_hash::SecretHash;
 use crate::oauth::scope;
 

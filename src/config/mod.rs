@@ -1,11 +1,14 @@
 //! Plugin configuration: the token endpoint's (`token`) and the bearer guard's
 //! (`guard`), parsed and checked once; a bad field is a [`ConfigError`] naming
 //! it, and Envoy then refuses the configuration. Secrets are configured as
-//! hashes (`secret_hash`). May import `oauth` and `store`'s limits.
+//! hashes (`secret_hash`); token lifetimes are in `lifetimes`, clients and
+//! users in `client`. The throttle policy is a value here; the counters are
+//! `store::throttle`'s. May import `oauth` and `store`'s limits.
 
 pub mod client;
 pub mod error;
 pub mod guard;
+pub mod lifetimes;
 pub mod secret_hash;
 pub mod token;
 

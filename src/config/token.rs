@@ -6,36 +6,9 @@ use serde::Deserialize;
 
 use super::client::{parse_clients, parse_users, Client, ClientFile, User, UserFile};
 use super::error::{check_header_text, check_name, err, parse_json, ConfigError};
+use super::lifetimes::check_lifetimes;
+pub use super::lifetimes::{LifetimeOverrides, LifetimesConfig};
 use crate::store::{StoreLayout, MAX_BUCKETS, MAX_GRANTS_PER_BUCKET};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LifetimesConfig {
-    #[serde(default = "default_hour")]
-    pub application_access_token: u64,
-    #[serde(default = "default_hour")]
-    pub user_access_token: u64,
-    #[serde(default = "default_day")]
-    pub refresh_token: u64,
-}
-
-impl Default for LifetimesConfig {
-    fn default() -> Self {
-        LifetimesConfig {
-            application_access_token: 3600,
-            user_access_token: 3600,
-            refresh_token: 86400,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LifetimeOverrides {
-    pub application_access_token: Option<u64>,
-    pub user_access_token: Option<u64>,
-    pub refresh_token: Option<u64>,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -145,12 +118,6 @@ struct TokenConfigFile {
     revoked_clients: Vec<String>,
 }
 
-fn default_hour() -> u64 {
-    3600
-}
-fn default_day() -> u64 {
-    86400
-}
 fn default_buckets() -> u32 {
     16384
 }
@@ -203,8 +170,6 @@ pub struct TokenConfig {
     pub revoked_clients: Vec<String>,
 }
 
-/// A year: no token should outlive that.
-const MAX_LIFETIME: u64 = 366 * 86400;
 /// RFC 6749 §4.1.2 recommends at most 10 minutes.
 const MAX_CODE_LIFETIME: u64 = 600;
 
@@ -333,22 +298,6 @@ impl TokenConfig {
             format!("{username}@{}", self.default_tenant)
         }
     }
-}
-
-pub(super) fn check_lifetimes(field: &str, l: &LifetimesConfig) -> Result<(), ConfigError> {
-    for (name, v) in [
-        ("application_access_token", l.application_access_token),
-        ("user_access_token", l.user_access_token),
-        ("refresh_token", l.refresh_token),
-    ] {
-        if !(1..=MAX_LIFETIME).contains(&v) {
-            return Err(err(
-                format!("{field}.{name}"),
-                format!("must be between 1 and {MAX_LIFETIME} seconds"),
-            ));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Token formats, no storage: what a token's text says (bucket, grant, kind)
 //! and what the store keeps of it (its hash). Today's format is `opaque`; the
 //! access token's format sits behind [`AccessTokenFormat`], so another one
-//! (a signed JWT) can be added without touching the store.
+//! (a signed JWT) can be added without touching the store. May import `host`
+//! only: the store's key reaches it as a value (`keyed_tag::ServerKey`).
 
 pub mod keyed_tag;
 pub mod opaque;

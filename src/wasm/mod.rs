@@ -1,6 +1,8 @@
 //! proxy-wasm entry: one root context per filter entry; its `root_id` says which
 //! filter it is (`oauth2_token` or `oauth2_guard`). Both share the VM's shared
-//! data when their filter entries use the same `vm_id`.
+//! data when their filter entries use the same `vm_id`. The only code that
+//! calls proxy-wasm (`host` adapts it to the core's traits); every stat name
+//! is in `stats`. May import every layer; nothing imports it.
 
 mod guard_filter;
 mod host;
