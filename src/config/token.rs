@@ -182,51 +182,10 @@ impl TokenConfig {
             return Err(err("max_body_bytes", "must be between 256 and 1048576"));
         }
         check_lifetimes("lifetimes", &file.lifetimes)?;
-        if !(1..=MAX_BUCKETS).contains(&file.store.buckets) {
-            return Err(err(
-                "store.buckets",
-                format!("must be between 1 and {MAX_BUCKETS}"),
-            ));
-        }
-        if !(1..=MAX_GRANTS_PER_BUCKET).contains(&file.store.grants_per_bucket) {
-            return Err(err(
-                "store.grants_per_bucket",
-                format!("must be between 1 and {MAX_GRANTS_PER_BUCKET}"),
-            ));
-        }
-        let paths = [
-            ("paths.token", &file.paths.token),
-            ("paths.revoke", &file.paths.revoke),
-            ("paths.introspect", &file.paths.introspect),
-            ("paths.authorize", &file.paths.authorize),
-        ];
-        for (i, (name, p)) in paths.iter().enumerate() {
-            if !p.starts_with('/')
-                || p.contains('?')
-                || p.contains('#')
-                || p.as_str() == METADATA_PATH
-            {
-                return Err(err(
-                    *name,
-                    "must be a path starting with `/`, without query or fragment",
-                ));
-            }
-            if paths[..i].iter().any(|(_, q)| q == p) {
-                return Err(err(*name, "must differ from the other endpoint paths"));
-            }
-        }
+        check_store(&file.store)?;
+        check_paths(&file.paths)?;
         if let Some(issuer) = &file.issuer {
-            let ok = (issuer.starts_with("https://") || issuer.starts_with("http://"))
-                && !issuer.contains('?')
-                && !issuer.contains('#')
-                && !issuer.ends_with('/');
-            if !ok {
-                return Err(err(
-                    "issuer",
-                    "must be an http(s) URL without query, fragment or trailing `/`",
-                ));
-            }
-            check_header_text("issuer", issuer)?;
+            check_issuer(issuer)?;
         }
         if !(1..=MAX_CODE_LIFETIME).contains(&file.code_lifetime_seconds) {
             return Err(err(
@@ -236,22 +195,8 @@ impl TokenConfig {
         }
         let clients = parse_clients(&file.clients, &file.default_tenant, &file.lifetimes)?;
         let users = parse_users(&file.users, &file.default_tenant)?;
-        if file.throttle.max_failures > 0 && !(1..=86400).contains(&file.throttle.window_seconds) {
-            return Err(err(
-                "throttle.window_seconds",
-                "must be between 1 and 86400",
-            ));
-        }
-        for (i, id) in file.revoked_clients.iter().enumerate() {
-            let field = format!("revoked_clients[{i}]");
-            check_name(&field, id)?;
-            if file.clients.iter().any(|c| &c.client_id == id) {
-                return Err(err(
-                    field,
-                    format!("`{id}` is also in `clients`: remove it there to revoke it"),
-                ));
-            }
-        }
+        check_throttle(&file.throttle)?;
+        check_revoked_clients(&file.revoked_clients, &file.clients)?;
         if file.refresh_token_grace_seconds > 60 {
             return Err(err(
                 "refresh_token_grace_seconds",
@@ -298,6 +243,88 @@ impl TokenConfig {
             format!("{username}@{}", self.default_tenant)
         }
     }
+}
+
+/// `store`: the bucket layout, within what a token can name.
+fn check_store(store: &StoreConfig) -> Result<(), ConfigError> {
+    if !(1..=MAX_BUCKETS).contains(&store.buckets) {
+        return Err(err(
+            "store.buckets",
+            format!("must be between 1 and {MAX_BUCKETS}"),
+        ));
+    }
+    if !(1..=MAX_GRANTS_PER_BUCKET).contains(&store.grants_per_bucket) {
+        return Err(err(
+            "store.grants_per_bucket",
+            format!("must be between 1 and {MAX_GRANTS_PER_BUCKET}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `paths`: distinct absolute paths, none of them the metadata path.
+fn check_paths(paths: &PathsConfig) -> Result<(), ConfigError> {
+    let paths = [
+        ("paths.token", &paths.token),
+        ("paths.revoke", &paths.revoke),
+        ("paths.introspect", &paths.introspect),
+        ("paths.authorize", &paths.authorize),
+    ];
+    for (i, (name, p)) in paths.iter().enumerate() {
+        if !p.starts_with('/') || p.contains('?') || p.contains('#') || p.as_str() == METADATA_PATH
+        {
+            return Err(err(
+                *name,
+                "must be a path starting with `/`, without query or fragment",
+            ));
+        }
+        if paths[..i].iter().any(|(_, q)| q == p) {
+            return Err(err(*name, "must differ from the other endpoint paths"));
+        }
+    }
+    Ok(())
+}
+
+/// `issuer`: an http(s) URL without query, fragment or trailing `/`.
+fn check_issuer(issuer: &str) -> Result<(), ConfigError> {
+    let ok = (issuer.starts_with("https://") || issuer.starts_with("http://"))
+        && !issuer.contains('?')
+        && !issuer.contains('#')
+        && !issuer.ends_with('/');
+    if !ok {
+        return Err(err(
+            "issuer",
+            "must be an http(s) URL without query, fragment or trailing `/`",
+        ));
+    }
+    check_header_text("issuer", issuer)?;
+    Ok(())
+}
+
+/// `throttle`: a window of at most a day when throttling is on.
+fn check_throttle(throttle: &ThrottleConfig) -> Result<(), ConfigError> {
+    if throttle.max_failures > 0 && !(1..=86400).contains(&throttle.window_seconds) {
+        return Err(err(
+            "throttle.window_seconds",
+            "must be between 1 and 86400",
+        ));
+    }
+    Ok(())
+}
+
+/// `revoked_clients`: valid names, none of them still in `clients`.
+fn check_revoked_clients(revoked: &[String], clients: &[ClientFile]) -> Result<(), ConfigError> {
+    for (i, id) in revoked.iter().enumerate() {
+        let field = format!("revoked_clients[{i}]");
+        check_name(&field, id)?;
+        if clients.iter().any(|c| &c.client_id == id) {
+            return Err(err(
+                field,
+                format!("`{id}` is also in `clients`: remove it there to revoke it"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
