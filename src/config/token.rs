@@ -174,41 +174,8 @@ impl TokenConfig {
         }
         check_lifetimes("lifetimes", &file.lifetimes)?;
         let (store, remote) = parse_store(&file.store)?;
-        let paths = [
-            ("paths.token", &file.paths.token),
-            ("paths.revoke", &file.paths.revoke),
-            ("paths.introspect", &file.paths.introspect),
-            ("paths.authorize", &file.paths.authorize),
-            ("paths.jwks", &file.paths.jwks),
-        ];
-        for (i, (name, p)) in paths.iter().enumerate() {
-            if !p.starts_with('/')
-                || p.contains('?')
-                || p.contains('#')
-                || p.as_str() == METADATA_PATH
-            {
-                return Err(err(
-                    *name,
-                    "must be a path starting with `/`, without query or fragment",
-                ));
-            }
-            if paths[..i].iter().any(|(_, q)| q == p) {
-                return Err(err(*name, "must differ from the other endpoint paths"));
-            }
-        }
-        if let Some(issuer) = &file.issuer {
-            let ok = (issuer.starts_with("https://") || issuer.starts_with("http://"))
-                && !issuer.contains('?')
-                && !issuer.contains('#')
-                && !issuer.ends_with('/');
-            if !ok {
-                return Err(err(
-                    "issuer",
-                    "must be an http(s) URL without query, fragment or trailing `/`",
-                ));
-            }
-            check_header_text("issuer", issuer)?;
-        }
+        check_paths(&file.paths)?;
+        check_issuer(file.issuer.as_deref())?;
         if !(1..=MAX_CODE_LIFETIME).contains(&file.code_lifetime_seconds) {
             return Err(err(
                 "code_lifetime_seconds",
@@ -224,22 +191,8 @@ impl TokenConfig {
             client.jwt = jwt_format(i, f, file.access_token_format, jwt.as_ref())?;
         }
         let users = parse_users(&file.users, &file.default_tenant)?;
-        if file.throttle.max_failures > 0 && !(1..=86400).contains(&file.throttle.window_seconds) {
-            return Err(err(
-                "throttle.window_seconds",
-                "must be between 1 and 86400",
-            ));
-        }
-        for (i, id) in file.revoked_clients.iter().enumerate() {
-            let field = format!("revoked_clients[{i}]");
-            check_name(&field, id)?;
-            if file.clients.iter().any(|c| &c.client_id == id) {
-                return Err(err(
-                    field,
-                    format!("`{id}` is also in `clients`: remove it there to revoke it"),
-                ));
-            }
-        }
+        check_throttle(&file.throttle)?;
+        check_revoked_clients(&file.revoked_clients, &file.clients)?;
         if file.refresh_token_grace_seconds > 60 {
             return Err(err(
                 "refresh_token_grace_seconds",
@@ -334,6 +287,73 @@ fn jwt_format(
         issuer,
         audience,
     }))
+}
+
+/// `paths`: each an absolute path without query or fragment, all different.
+fn check_paths(p: &PathsConfig) -> Result<(), ConfigError> {
+    let paths = [
+        ("paths.token", &p.token),
+        ("paths.revoke", &p.revoke),
+        ("paths.introspect", &p.introspect),
+        ("paths.authorize", &p.authorize),
+        ("paths.jwks", &p.jwks),
+    ];
+    for (i, (name, p)) in paths.iter().enumerate() {
+        if !p.starts_with('/') || p.contains('?') || p.contains('#') || p.as_str() == METADATA_PATH
+        {
+            return Err(err(
+                *name,
+                "must be a path starting with `/`, without query or fragment",
+            ));
+        }
+        if paths[..i].iter().any(|(_, q)| q == p) {
+            return Err(err(*name, "must differ from the other endpoint paths"));
+        }
+    }
+    Ok(())
+}
+
+/// `issuer` (RFC 8414): an http(s) URL without query, fragment or trailing `/`.
+fn check_issuer(issuer: Option<&str>) -> Result<(), ConfigError> {
+    let Some(issuer) = issuer else {
+        return Ok(());
+    };
+    let ok = (issuer.starts_with("https://") || issuer.starts_with("http://"))
+        && !issuer.contains('?')
+        && !issuer.contains('#')
+        && !issuer.ends_with('/');
+    if !ok {
+        return Err(err(
+            "issuer",
+            "must be an http(s) URL without query, fragment or trailing `/`",
+        ));
+    }
+    check_header_text("issuer", issuer)
+}
+
+fn check_throttle(t: &ThrottleConfig) -> Result<(), ConfigError> {
+    if t.max_failures > 0 && !(1..=86400).contains(&t.window_seconds) {
+        return Err(err(
+            "throttle.window_seconds",
+            "must be between 1 and 86400",
+        ));
+    }
+    Ok(())
+}
+
+/// `revoked_clients`: names, none of them still a configured client.
+fn check_revoked_clients(revoked: &[String], clients: &[ClientFile]) -> Result<(), ConfigError> {
+    for (i, id) in revoked.iter().enumerate() {
+        let field = format!("revoked_clients[{i}]");
+        check_name(&field, id)?;
+        if clients.iter().any(|c| &c.client_id == id) {
+            return Err(err(
+                field,
+                format!("`{id}` is also in `clients`: remove it there to revoke it"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
