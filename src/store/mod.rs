@@ -9,6 +9,7 @@ pub mod etcd;
 pub mod client_revocation;
 mod codes;
 pub mod grant;
+mod grant_txns;
 mod grants;
 pub mod keys;
 pub mod kv;

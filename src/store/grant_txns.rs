@@ -1,0 +1,159 @@
+//! The transactions the grant store runs on one bucket (pure functions of
+//! its content, see `txn`): insert a grant, rotate a refresh token (with reuse
+//! detection and the grace period), revoke a grant, revoke a client's grants.
+
+use crate::oauth::scope;
+use crate::store::bucket::Bucket;
+use crate::store::grant::{Grant, RefreshState};
+use crate::store::server_key::ServerKey;
+use crate::store::txn::{BucketTxn, Step};
+use crate::store::RevokedGrant;
+use crate::token::{MintedToken, ParsedToken, TokenKind};
+
+pub(super) struct Insert {
+    pub(super) grant: Grant,
+    pub(super) limit: usize,
+}
+
+impl BucketTxn for Insert {
+    type Output = bool;
+    fn apply(&mut self, bucket: &mut Bucket, _now: u64) -> Step<bool> {
+        if bucket.len() >= self.limit {
+            return Step::Done(false);
+        }
+        bucket.push(self.grant.clone());
+        Step::Write(true)
+    }
+}
+
+pub(super) struct Rotate<'t> {
+    pub(super) grace_seconds: u64,
+    pub(super) key: &'t ServerKey,
+    pub(super) presented: &'t ParsedToken,
+    pub(super) client_id: &'t str,
+    pub(super) requested_scope: Option<&'t [&'t str]>,
+    pub(super) new_access: &'t MintedToken,
+    pub(super) new_refresh: &'t MintedToken,
+    pub(super) access_life: u64,
+    pub(super) refresh_life: u64,
+}
+
+pub(super) enum RotateOutcome {
+    Rotated { scope: String },
+    ReuseRevoked,
+    Invalid,
+    ScopeTooWide,
+}
+
+impl BucketTxn for Rotate<'_> {
+    type Output = RotateOutcome;
+    fn apply(&mut self, bucket: &mut Bucket, now: u64) -> Step<RotateOutcome> {
+        let Some(g) = bucket.find_mut(&self.presented.grant_id) else {
+            return Step::Done(RotateOutcome::Invalid);
+        };
+        if g.client_id != self.client_id {
+            return Step::Done(RotateOutcome::Invalid);
+        }
+        if g.accepts(TokenKind::Refresh, &self.presented.hash, now) {
+            let scope = match self.requested_scope {
+                Some(req) if !req.is_empty() => {
+                    if !scope::is_subset(req, &g.scope) {
+                        return Step::Done(RotateOutcome::ScopeTooWide);
+                    }
+                    scope::join(req)
+                }
+                _ => g.scope.clone(),
+            };
+            g.previous_refresh = g.refresh.as_ref().map(|r| r.hash);
+            g.grace_used = false;
+            g.scope = scope.clone();
+            g.issued_at = now;
+            g.access_hash = self.new_access.hash;
+            g.access_expires_at = now.saturating_add(self.access_life);
+            g.refresh = Some(RefreshState {
+                hash: self.new_refresh.hash,
+                expires_at: now.saturating_add(self.refresh_life),
+            });
+            return Step::Write(RotateOutcome::Rotated { scope });
+        }
+        let is_previous = g
+            .previous_refresh
+            .is_some_and(|p| p.matches(&self.presented.hash));
+        // A retry within the grace period, once, and only if the grant still holds
+        // the pair derived from this very token (nothing rotated it since).
+        if is_previous
+            && !g.grace_used
+            && now < g.issued_at.saturating_add(self.grace_seconds)
+            && g.access_hash.matches(&self.new_access.hash)
+            && g.refresh
+                .as_ref()
+                .is_some_and(|r| r.hash.matches(&self.new_refresh.hash))
+        {
+            g.grace_used = true;
+            return Step::Write(RotateOutcome::Rotated {
+                scope: g.scope.clone(),
+            });
+        }
+        // Any other refresh token minted here for this grant was rotated away
+        // before: the previous one, or (proved by its family tag) an older one.
+        let is_current = g
+            .refresh
+            .as_ref()
+            .is_some_and(|r| r.hash.matches(&self.presented.hash));
+        let minted_here = self
+            .presented
+            .family
+            .as_ref()
+            .is_some_and(|f| f.verifies(self.key));
+        if !g.revoked && !is_current && (is_previous || minted_here) {
+            g.revoked = true;
+            return Step::Write(RotateOutcome::ReuseRevoked);
+        }
+        Step::Done(RotateOutcome::Invalid)
+    }
+}
+
+pub(super) struct RevokeClients<'t> {
+    pub(super) clients: &'t [String],
+}
+
+impl BucketTxn for RevokeClients<'_> {
+    type Output = u32;
+    fn apply(&mut self, bucket: &mut Bucket, _now: u64) -> Step<u32> {
+        let mut revoked = 0;
+        for g in bucket.grants_mut().iter_mut() {
+            if !g.revoked && self.clients.contains(&g.client_id) {
+                g.revoked = true;
+                revoked += 1;
+            }
+        }
+        if revoked > 0 {
+            Step::Write(revoked)
+        } else {
+            Step::Done(0)
+        }
+    }
+}
+
+pub(super) struct Revoke<'t> {
+    pub(super) presented: &'t ParsedToken,
+    pub(super) client_id: &'t str,
+}
+
+impl BucketTxn for Revoke<'_> {
+    type Output = Option<RevokedGrant>;
+    fn apply(&mut self, bucket: &mut Bucket, _now: u64) -> Step<Option<RevokedGrant>> {
+        let Some(g) = bucket.find_mut(&self.presented.grant_id) else {
+            return Step::Done(None);
+        };
+        if g.client_id != self.client_id || !g.owns(self.presented.kind, &self.presented.hash) {
+            return Step::Done(None);
+        }
+        g.revoked = true;
+        Step::Write(Some(RevokedGrant {
+            access_fingerprint: g.access_hash.fingerprint(),
+            refresh_fingerprint: g.refresh.as_ref().map(|r| r.hash.fingerprint()),
+            user: g.user.clone(),
+        }))
+    }
+}
