@@ -204,7 +204,7 @@ impl EtcdCluster {
             .args(["--initial-cluster", &initial_cluster])
             .args(["--initial-cluster-token", &self.token])
             .args(["--initial-cluster-state", "new"])
-            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .args(["--heartbeat-interval", "100", "--election-timeout", "1000"])
             .args(["--auto-compaction-mode", "revision"])
             .args(["--auto-compaction-retention", "1000"])
             .stdin(Stdio::null())
