@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 SECONDS_EACH=${FUZZ_SECONDS:-60}
-TARGETS=${FUZZ_TARGETS:-"form basic_auth token_config guard_config bucket_decode token_parse jwt_parse"}
+TARGETS=${FUZZ_TARGETS:-"form basic_auth token_config guard_config bucket_decode token_parse jwt_parse etcd_answer"}
 JOBS=${FUZZ_JOBS:-1}
 
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz
