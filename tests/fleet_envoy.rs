@@ -389,3 +389,73 @@ fn etcd_losing_one_member_changes_nothing_and_losing_quorum_fails_closed() {
     assert!(ok.is_some(), "issuance did not come back");
     assert!(until(Duration::from_secs(5), || api(&b, &cached).status == 200).is_some());
 }
+
+#[test]
+fn ten_thousand_concurrent_issuances_over_both_envoys_none_lost_or_doubled() {
+    use base64::Engine;
+    let etcd = EtcdCluster::start(3);
+    let a = node(&etcd, "/fleet-f/");
+    let b = node(&etcd, "/fleet-f/");
+    const N: usize = 10_000;
+    const THREADS: usize = 16;
+    let urls = [a.base_url("http"), b.base_url("http")];
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let url = urls[t % 2].clone();
+            std::thread::spawn(move || {
+                let mut tokens = Vec::with_capacity(N / THREADS);
+                for _ in 0..N / THREADS {
+                    let r = post_form(
+                        &format!("{url}/token"),
+                        &[("grant_type", "client_credentials")],
+                        &[("authorization", &basic_auth(C1, S1))],
+                    );
+                    assert_eq!(r.status, 200, "{}", r.body);
+                    tokens.push(r.json()["access_token"].as_str().unwrap().to_string());
+                }
+                tokens
+            })
+        })
+        .collect();
+    let tokens: Vec<String> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert_eq!(tokens.len(), N);
+    let distinct: std::collections::HashSet<&String> = tokens.iter().collect();
+    assert_eq!(distinct.len(), N, "a token was handed out twice");
+    // Every grant is in etcd exactly once: read every bucket and count.
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let prefix = "/fleet-f/oauth2/g/";
+    let range = etcd
+        .gateway(
+            0,
+            "/v3/kv/range",
+            &serde_json::json!({
+                "key": b64.encode(prefix),
+                "range_end": b64.encode("/fleet-f/oauth2/g0"),
+            }),
+        )
+        .unwrap();
+    let (mut grants, mut bytes) = (0, 0);
+    let keys = range["kvs"].as_array().unwrap().len();
+    for kv in range["kvs"].as_array().unwrap() {
+        let value = b64.decode(kv["value"].as_str().unwrap_or("")).unwrap();
+        bytes += value.len() + b64.decode(kv["key"].as_str().unwrap_or("")).unwrap().len();
+        grants += envoy_oauth2::store::bucket::Bucket::decode(&value)
+            .unwrap()
+            .grants
+            .len();
+    }
+    assert_eq!(grants, N, "grants stored for {N} issued tokens");
+    eprintln!(
+        "etcd after {N} issuances: {keys} bucket keys ({:.3} per token), {:.0} bytes of key+value per token",
+        keys as f64 / N as f64,
+        bytes as f64 / N as f64
+    );
+    // And a sample passes the other node's guard.
+    for (i, t) in tokens.iter().enumerate().step_by(N / 100) {
+        let other = if (i / (N / THREADS)) % 2 == 0 { &b } else { &a };
+        assert_eq!(api(other, t).status, 200);
+    }
+}
