@@ -29,14 +29,37 @@ fn store(prefix: &str, guard: bool) -> String {
 }
 
 fn token_config(prefix: &str) -> String {
+    token_config_with(prefix, "", "")
+}
+
+/// A second client with client_credentials, removed from the list again by
+/// an operator who then lists it in `revoked_clients`.
+const C2: &str = "leaky-app";
+const S2: &str = "leaky-app-secret";
+
+/// `extra_clients`: more client entries, each starting with `,`; `revoked`: the
+/// `revoked_clients` list as JSON (empty: none).
+fn token_config_with(prefix: &str, extra_clients: &str, revoked: &str) -> String {
     let h = |s: &str| hash_secret(s.as_bytes(), b"fedcba9876543210", 10_000);
+    let revoked = if revoked.is_empty() {
+        String::new()
+    } else {
+        format!(r#""revoked_clients":{revoked},"#)
+    };
     format!(
-        r#"{{"realm":"test",{},"throttle":{{"max_failures":0}},
-            "clients":[{{"client_id":"{C1}","secret_hash":"{}","grant_types":["client_credentials","password","refresh_token"],"scopes":["default","PRODUCTION"]}}],
+        r#"{{"realm":"test",{},"throttle":{{"max_failures":0}},{revoked}
+            "clients":[{{"client_id":"{C1}","secret_hash":"{}","grant_types":["client_credentials","password","refresh_token"],"scopes":["default","PRODUCTION"]}}{extra_clients}],
             "users":[{{"username":"admin","password_hash":"{}","scopes":["default","PRODUCTION"]}}]}}"#,
         store(prefix, false),
         h(S1),
         h("admin")
+    )
+}
+
+fn leaky_client() -> String {
+    let h = hash_secret(S2.as_bytes(), b"0123456789abcdef", 10_000);
+    format!(
+        r#",{{"client_id":"{C2}","secret_hash":"{h}","grant_types":["client_credentials"],"scopes":["default"]}}"#
     )
 }
 
@@ -49,10 +72,14 @@ fn guard_config(prefix: &str) -> String {
 
 /// One Envoy of the fleet.
 fn node(etcd: &EtcdCluster, prefix: &str) -> Envoy {
+    node_with(etcd, prefix, &token_config(prefix))
+}
+
+fn node_with(etcd: &EtcdCluster, prefix: &str, token_config: &str) -> Envoy {
     let e = Envoy::start_template(
         "fleet.yaml",
         &[
-            ("TOKEN_CONFIG", &token_config(prefix)),
+            ("TOKEN_CONFIG", token_config),
             ("GUARD_CONFIG", &guard_config(prefix)),
             (
                 "ETCD_CLUSTER",
@@ -458,4 +485,80 @@ fn ten_thousand_concurrent_issuances_over_both_envoys_none_lost_or_doubled() {
         let other = if (i / (N / THREADS)) % 2 == 0 { &b } else { &a };
         assert_eq!(api(other, t).status, 200);
     }
+}
+
+#[test]
+fn revoked_clients_listed_on_one_envoy_end_that_clients_tokens_on_every_envoy() {
+    let etcd = EtcdCluster::start(3);
+    let prefix = "/fleet-rc/";
+    let a = node_with(
+        &etcd,
+        prefix,
+        &token_config_with(prefix, &leaky_client(), ""),
+    );
+    let issue = |e: &Envoy, id: &str, secret: &str| -> String {
+        let r = post_form(
+            &format!("{}/token", e.base_url("http")),
+            &[("grant_type", "client_credentials")],
+            &[("authorization", &basic_auth(id, secret))],
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["access_token"].as_str().unwrap().to_string()
+    };
+    let leaked: Vec<String> = (0..5).map(|_| issue(&a, C2, S2)).collect();
+    let kept = issue(&a, C1, S1);
+    // Cached on A's guard (both workers), so only the revocation log can end them.
+    for t in leaked.iter().chain([&kept]) {
+        for _ in 0..4 {
+            assert_eq!(api(&a, t).status, 200);
+        }
+    }
+    // The operator's new configuration, loaded on B only: the client is gone and listed.
+    let b = node_with(
+        &etcd,
+        prefix,
+        &token_config_with(prefix, "", &format!(r#"["{C2}"]"#)),
+    );
+    for t in &leaked {
+        let reach = until(Duration::from_secs(10), || {
+            api(&a, t).status == 401 && api(&b, t).status == 401
+        });
+        assert!(
+            reach.is_some(),
+            "a listed client's token still passes\n{}",
+            b.log()
+        );
+    }
+    assert_eq!(
+        api(&a, &kept).status,
+        200,
+        "another client's token must live"
+    );
+    assert_eq!(api(&b, &kept).status, 200);
+    // Revoked in the store, not only in caches: introspection says so.
+    let r = post_form(
+        &format!("{}/introspect", a.base_url("http")),
+        &[("token", &leaked[0])],
+        &[("authorization", &basic())],
+    );
+    assert_eq!(r.json()["active"], false, "{}", r.body);
+    assert!(b.log().contains("revoked_clients: revoked"), "{}", b.log());
+    // The applied list is recorded: a node loading the same list later sweeps nothing.
+    assert_eq!(
+        etcd_get_text(&etcd, &format!("{prefix}oauth2/revoked_clients")),
+        Some(C2.to_string())
+    );
+    let c = node_with(
+        &etcd,
+        prefix,
+        &token_config_with(prefix, "", &format!(r#"["{C2}"]"#)),
+    );
+    assert_eq!(api(&c, &kept).status, 200);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!c.log().contains("revoked_clients: revoked"), "{}", c.log());
+}
+
+fn etcd_get_text(etcd: &EtcdCluster, key: &str) -> Option<String> {
+    let v = etcd.try_get_on(0, key).unwrap()?;
+    Some(String::from_utf8(v).unwrap())
 }

@@ -30,6 +30,11 @@ fuzz_target!(|data: &[u8]| {
             expect: Some(3),
             expires_at: 1_000,
         },
+        Command::Scan {
+            from: "g/".into(),
+            to: "g0".into(),
+            limit: 8,
+        },
     ] {
         let (mut x, _) = Exchange::start(command, &settings, &session);
         // The same answer again and again: the exchange must end, bounded.

@@ -5,30 +5,36 @@
 //! and every guard refuses them from its next request on (the revocation
 //! counters move).
 //!
-//! The sweep reads every bucket, so it runs once per change of the list, not on
-//! every worker's configuration: `oauth2/revoked_clients` remembers the list the
+//! The sweep reads every bucket (over etcd: a paged scan of the bucket keys
+//! that exist), so it runs once per change of the list, not on every worker's
+//! configuration, nor on every Envoy of a fleet: `oauth2/revoked_clients` remembers the list the
 //! last sweep applied. The client cannot get new tokens afterwards: it is not
 //! in `clients` (configuration validation).
 
 use std::collections::BTreeSet;
 
-use crate::host::{KvStore, Randomness, WriteError};
-use crate::store::kv::run_now;
+use crate::host::{Randomness, WriteError};
+use crate::store::kv::Kv;
 use crate::store::{GrantStore, StoreError, StoreLayout, CAS_RETRIES};
 
 pub const SWEPT_KEY: &str = "oauth2/revoked_clients";
 
 /// Revokes the grants of listed clients not swept yet. `Ok(None)`: nothing to
-/// do; `Ok(Some(n))`: a sweep ran and revoked `n` grants.
-pub fn apply(
-    kv: &dyn KvStore,
+/// do; `Ok(Some(n))`: a sweep ran and revoked `n` grants. Over shared data it
+/// finishes at once (`run_now`); over etcd the token filter drives it from its
+/// root context after the configuration loads, until it succeeds.
+pub async fn apply(
+    kv: Kv<'_>,
     rng: &dyn Randomness,
     layout: StoreLayout,
     listed: &[String],
     now: u64,
 ) -> Result<Option<u32>, StoreError> {
     let listed: BTreeSet<&str> = listed.iter().map(String::as_str).collect();
-    let current = kv.get(SWEPT_KEY);
+    let current = kv
+        .get(SWEPT_KEY)
+        .await
+        .map_err(|_| StoreError::Unavailable)?;
     let swept = decode(current.value.as_deref().unwrap_or(&[]));
     if swept.iter().map(String::as_str).eq(listed.iter().copied()) {
         return Ok(None);
@@ -41,18 +47,22 @@ pub fn apply(
     let revoked = if new.is_empty() {
         None
     } else {
-        // Shared data answers at once: the sweep runs to its end here.
-        let mut store = GrantStore::new(kv, rng, layout);
-        let sweep = store.revoke_clients(&new, now);
-        Some(run_now(sweep).unwrap_or(Err(StoreError::Unavailable))?)
+        let mut store = GrantStore::over(kv.clone(), rng, layout);
+        Some(store.revoke_clients(&new, now).await?)
     };
     // Remember the list as applied. Losing this write only means one more sweep
-    // at the next configuration: never a token kept alive.
+    // later: never a token kept alive.
     let value = listed.iter().copied().collect::<Vec<_>>().join("\n");
-    let mut cas = current.cas;
+    let mut version = current.version;
     for _ in 0..CAS_RETRIES {
-        match kv.set(SWEPT_KEY, value.as_bytes(), cas) {
-            Err(WriteError::CasMismatch) => cas = kv.get(SWEPT_KEY).cas,
+        match kv
+            .put(SWEPT_KEY, value.as_bytes().to_vec(), version, u64::MAX)
+            .await
+        {
+            Err(WriteError::CasMismatch) => match kv.get(SWEPT_KEY).await {
+                Ok(now_stored) => version = now_stored.version,
+                Err(_) => break,
+            },
             _ => break,
         }
     }
@@ -127,12 +137,16 @@ mod tests {
         };
         let before = generations(&kv);
         assert_eq!(
-            apply(&kv, &HostRandomness, LAYOUT, &[], 1001).unwrap(),
+            apply(Kv::Local(&kv), &HostRandomness, LAYOUT, &[], 1001)
+                .sync()
+                .unwrap(),
             None
         );
         let listed = list(&["leaked"]);
         assert_eq!(
-            apply(&kv, &HostRandomness, LAYOUT, &listed, 1001).unwrap(),
+            apply(Kv::Local(&kv), &HostRandomness, LAYOUT, &listed, 1001)
+                .sync()
+                .unwrap(),
             Some(40)
         );
         assert!(gone.iter().all(|t| !live(&kv, t)));
@@ -141,7 +155,9 @@ mod tests {
         assert!(generations(&kv) > before);
         // Every worker loads the same list: no second sweep.
         assert_eq!(
-            apply(&kv, &HostRandomness, LAYOUT, &listed, 1001).unwrap(),
+            apply(Kv::Local(&kv), &HostRandomness, LAYOUT, &listed, 1001)
+                .sync()
+                .unwrap(),
             None
         );
         // A bucket beyond a smaller later layout is swept too.
@@ -151,18 +167,24 @@ mod tests {
         };
         let both = list(&["fine", "leaked"]);
         assert_eq!(
-            apply(&kv, &HostRandomness, smaller, &both, 1001).unwrap(),
+            apply(Kv::Local(&kv), &HostRandomness, smaller, &both, 1001)
+                .sync()
+                .unwrap(),
             Some(40)
         );
         assert!(kept.iter().all(|t| !live(&kv, t)));
         // Taken off the list and put back later: swept again.
         assert_eq!(
-            apply(&kv, &HostRandomness, LAYOUT, &[], 1001).unwrap(),
+            apply(Kv::Local(&kv), &HostRandomness, LAYOUT, &[], 1001)
+                .sync()
+                .unwrap(),
             None
         );
         let again = issue(&kv, "leaked");
         assert_eq!(
-            apply(&kv, &HostRandomness, LAYOUT, &listed, 1001).unwrap(),
+            apply(Kv::Local(&kv), &HostRandomness, LAYOUT, &listed, 1001)
+                .sync()
+                .unwrap(),
             Some(1)
         );
         assert!(!live(&kv, &again));

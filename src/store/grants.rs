@@ -15,7 +15,9 @@ use crate::oauth::scope;
 use crate::store::bucket::{Bucket, Corrupt};
 use crate::store::grant::{Grant, RefreshState};
 pub(super) use crate::store::grant_txns::{Insert, Revoke, RevokeClients, Rotate, RotateOutcome};
-use crate::store::keys::{bucket_key, revlog_key, revocation_key};
+use crate::store::keys::{
+    bucket_key, bucket_of_key, revlog_key, revocation_key, BUCKET_PREFIX, BUCKET_RANGE_END,
+};
 use crate::store::kv::Kv;
 use crate::store::refresh_grace::DerivedSecret;
 use crate::store::revocation_feed::REVLOG_TTL_SECS;
@@ -28,6 +30,10 @@ use crate::token::{
 
 /// How many random buckets an issuance tries before the store counts as full.
 pub(super) const PLACEMENT_TRIES: usize = 4;
+
+/// Bucket keys per page of a remote scan (`revoke_clients`): a page of full
+/// 16-grant buckets stays under a few hundred kilobytes.
+const SCAN_PAGE: u32 = 128;
 
 /// Why a lookup found nothing to go on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -386,6 +392,9 @@ impl<'a> GrantStore<'a> {
         clients: &[String],
         now: u64,
     ) -> Result<u32, StoreError> {
+        if self.kv.is_remote() {
+            return self.revoke_clients_remote(clients, now).await;
+        }
         let mut total = 0;
         for bucket in 0..MAX_BUCKETS {
             // Buckets are created as 0..n: the first missing one ends the scan.
@@ -403,6 +412,61 @@ impl<'a> GrantStore<'a> {
             if revoked > 0 {
                 total += revoked;
                 self.bump_revocation(bucket, now).await;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Remotely, bucket keys exist only where grants were written (among
+    /// `MAX_BUCKETS` possible): a paged scan finds them, and only buckets that
+    /// hold a live grant of a listed client are rewritten, by the same CAS
+    /// transaction as locally. Every page moves past the last key, so the scan ends.
+    async fn revoke_clients_remote(
+        &mut self,
+        clients: &[String],
+        now: u64,
+    ) -> Result<u32, StoreError> {
+        let mut from = BUCKET_PREFIX.to_string();
+        let mut total = 0;
+        for _ in 0..=MAX_BUCKETS / SCAN_PAGE {
+            let page = self
+                .kv
+                .scan(&from, BUCKET_RANGE_END, SCAN_PAGE)
+                .await
+                .map_err(|_| StoreError::Unavailable)?;
+            for (key, stored) in &page.entries {
+                let Some(bucket) = bucket_of_key(key) else {
+                    continue;
+                };
+                // A corrupt bucket is never trusted by lookups: nothing to revoke.
+                let holds_listed = stored
+                    .value
+                    .as_deref()
+                    .and_then(|v| Bucket::decode(v).ok())
+                    .is_some_and(|mut b| {
+                        b.grants_mut()
+                            .iter()
+                            .any(|g| !g.revoked && clients.contains(&g.client_id))
+                    });
+                if !holds_listed {
+                    continue;
+                }
+                let revoked = run_txn(
+                    &self.kv,
+                    bucket,
+                    &mut RevokeClients { clients },
+                    now,
+                    &mut self.report,
+                )
+                .await?;
+                if revoked > 0 {
+                    total += revoked;
+                    self.bump_revocation(bucket, now).await;
+                }
+            }
+            match page.entries.last() {
+                Some((last, _)) if page.more => from = format!("{last}\0"),
+                _ => return Ok(total),
             }
         }
         Ok(total)

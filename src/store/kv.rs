@@ -1,4 +1,4 @@
-//! The store as the core sees it: `get` and `put` that may suspend.
+//! The store as the core sees it: `get`, `put` and (remote only) `scan`, which may suspend.
 //!
 //! Store logic is written once, as `async fn`s over [`Kv`]; the compiler turns
 //! each into a state machine. Its only suspension points are store calls, and
@@ -41,6 +41,13 @@ pub enum Command {
         expect: Option<u64>,
         expires_at: u64,
     },
+    /// Up to `limit` keys in `[from, to)`, in key order, with their values.
+    /// Remote stores only (Envoy shared data cannot list its keys).
+    Scan {
+        from: String,
+        to: String,
+        limit: u32,
+    },
 }
 
 /// A driver's answer to a [`Command`].
@@ -48,6 +55,15 @@ pub enum Command {
 pub enum Answer {
     Got(Result<Stored, Unavailable>),
     Put(Result<(), WriteError>),
+    Scanned(Result<ScanPage, Unavailable>),
+}
+
+/// One page of a [`Command::Scan`]: keys without the store's prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ScanPage {
+    pub entries: Vec<(String, Stored)>,
+    /// More keys lie in the range after the last one.
+    pub more: bool,
 }
 
 /// The store did not answer (a callout failed, timed out or made no sense).
@@ -117,7 +133,7 @@ impl<'a> Kv<'a> {
                 },
                 |a| match a {
                     Answer::Got(r) => r,
-                    Answer::Put(_) => Err(Unavailable),
+                    _ => Err(Unavailable),
                 },
             ),
         }
@@ -153,7 +169,27 @@ impl<'a> Kv<'a> {
                 },
                 |a| match a {
                     Answer::Put(r) => r,
-                    Answer::Got(_) => Err(WriteError::Failed),
+                    _ => Err(WriteError::Failed),
+                },
+            ),
+        }
+    }
+
+    /// See [`Command::Scan`]. A local store cannot list its keys: callers
+    /// check [`Kv::is_remote`] and walk the keys they know instead.
+    pub fn scan(&self, from: &str, to: &str, limit: u32) -> KvCall<Result<ScanPage, Unavailable>> {
+        match self {
+            Kv::Local(_) => KvCall::ready(Err(Unavailable)),
+            Kv::Remote(link) => KvCall::remote(
+                link.clone(),
+                Command::Scan {
+                    from: from.to_string(),
+                    to: to.to_string(),
+                    limit,
+                },
+                |a| match a {
+                    Answer::Scanned(r) => r,
+                    _ => Err(Unavailable),
                 },
             ),
         }

@@ -2,6 +2,7 @@
 //! filter it is (`oauth2_token` or `oauth2_guard`). Both share the VM's shared
 //! data when their filter entries use the same `vm_id`.
 
+mod client_sweep;
 mod guard_filter;
 mod host;
 mod remote;
@@ -34,10 +35,13 @@ struct PluginRoot {
 }
 
 impl Context for PluginRoot {
-    /// Fleet mode: the answer to the guard's poll of the revocation log.
+    /// Fleet mode: the answer to the guard's poll of the revocation log, or
+    /// to the token filter's `revoked_clients` sweep.
     fn on_http_call_response(&mut self, _token: u32, _headers: usize, body_size: usize, _: usize) {
-        if let Some(Role::Guard(shared)) = &self.role {
-            shared.on_poll_answer(body_size);
+        match &self.role {
+            Some(Role::Guard(shared)) => shared.on_poll_answer(body_size),
+            Some(Role::Token(shared)) => shared.on_root_call_answer(body_size),
+            None => {}
         }
     }
 }
@@ -76,8 +80,10 @@ impl RootContext for PluginRoot {
     fn on_tick(&mut self) {
         host::HostClock::refresh();
         host::flush_counters();
-        if let Some(Role::Guard(shared)) = &self.role {
-            shared.on_tick();
+        match &self.role {
+            Some(Role::Guard(shared)) => shared.on_tick(),
+            Some(Role::Token(shared)) => shared.on_tick(),
+            None => {}
         }
     }
 

@@ -8,6 +8,7 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
+use super::client_sweep::ClientSweep;
 use super::host::{self, BufferedRandomness, HostClock, SharedDataKv};
 use super::remote::{Driven, EtcdClient, InFlight};
 use super::stats;
@@ -28,13 +29,31 @@ use crate::host::{Clock, HostRandomness, Randomness};
 use crate::oauth::response::Response;
 use crate::store::client_revocation;
 use crate::store::kv::{run_now, Kv, RemoteLink};
-use crate::store::TxnReport;
+use crate::store::{StoreError, TxnReport};
 
 pub struct TokenShared {
     cfg: TokenConfig,
     credentials: CredentialCache,
     /// Fleet mode: this worker's way to etcd.
     etcd: Option<Rc<EtcdClient>>,
+    /// Fleet mode with `revoked_clients`: the sweep this worker still owes.
+    sweep: Option<ClientSweep>,
+}
+
+impl TokenShared {
+    /// Root context tick: fleet mode's `revoked_clients` sweep, while due.
+    pub fn on_tick(&self) {
+        if let (Some(etcd), Some(sweep)) = (&self.etcd, &self.sweep) {
+            sweep.on_tick(etcd);
+        }
+    }
+
+    /// Root context callout answer: only the sweep calls out from there.
+    pub fn on_root_call_answer(&self, body_size: usize) {
+        if let (Some(etcd), Some(sweep)) = (&self.etcd, &self.sweep) {
+            sweep.on_response(etcd, body_size);
+        }
+    }
 }
 
 /// Parses the configuration and makes sure the store's keys exist.
@@ -46,34 +65,30 @@ pub fn configure(bytes: &[u8]) -> Result<Rc<TokenShared>, ConfigError> {
         message: "the host CSPRNG is unavailable".into(),
     })?;
     if let Some(remote) = &cfg.remote {
-        if !cfg.revoked_clients.is_empty() {
-            // The sweep reads every bucket of shared data; over etcd it is not
-            // built yet, and a listed client whose tokens still work would be
-            // worse than a refused configuration.
-            return Err(ConfigError {
-                field: "revoked_clients".into(),
-                message: "is not supported with the etcd backend yet: revoke the client's tokens at /revoke".into(),
-            });
-        }
         log::info!(
             "token store: etcd through cluster `{}`, prefix `{}`",
             remote.cluster,
             remote.prefix
         );
+        // Listed clients are swept from the first tick on (see `client_sweep`).
+        let sweep = (!cfg.revoked_clients.is_empty())
+            .then(|| ClientSweep::new(cfg.revoked_clients.clone(), cfg.store));
         return Ok(Rc::new(TokenShared {
             etcd: Some(EtcdClient::new(remote.clone())),
             credentials: CredentialCache::new(key, 1024),
+            sweep,
             cfg,
         }));
     }
     let created = create_shared_keys(&SharedDataKv, &HostRandomness, &cfg)?;
-    let swept = client_revocation::apply(
-        &SharedDataKv,
+    let swept = run_now(client_revocation::apply(
+        Kv::Local(&SharedDataKv),
         &HostRandomness,
         cfg.store,
         &cfg.revoked_clients,
         HostClock.now_secs(),
-    )
+    ))
+    .unwrap_or(Err(StoreError::Unavailable))
     .map_err(|_| ConfigError {
         field: "revoked_clients".into(),
         message: "could not revoke the grants of the listed clients".into(),
@@ -96,6 +111,7 @@ pub fn configure(bytes: &[u8]) -> Result<Rc<TokenShared>, ConfigError> {
         cfg,
         credentials: CredentialCache::new(key, 1024),
         etcd: None,
+        sweep: None,
     }))
 }
 

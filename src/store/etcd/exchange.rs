@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::gateway::{self, Expect, GatewayError, GatewayRequest};
 use crate::host::WriteError;
-use crate::store::kv::{Answer, Command, Stored, Unavailable};
+use crate::store::kv::{Answer, Command, ScanPage, Stored, Unavailable};
 
 /// Seconds of one lease slice: every record expiring within the same slice
 /// shares one lease, so at most `longest lifetime / LEASE_SLICE_SECS` leases
@@ -88,7 +88,7 @@ impl Exchange {
     pub fn start(command: Command, settings: &EtcdSettings, session: &Session) -> (Self, Step) {
         let lease = match &command {
             Command::Put { expires_at, .. } => lease_for(&settings.prefix, *expires_at),
-            Command::Get { .. } => 0,
+            Command::Get { .. } | Command::Scan { .. } => 0,
         };
         let mut x = Exchange {
             command,
@@ -166,6 +166,12 @@ impl Exchange {
                 }
                 Err(e) => self.retry_or_fail(e, settings, session, now),
             },
+            Command::Scan { .. } => {
+                match gateway::decode_range(status, body).and_then(|r| scan_page(settings, r)) {
+                    Ok(page) => Step::Done(Answer::Scanned(Ok(page))),
+                    Err(e) => self.retry_or_fail(e, settings, session, now),
+                }
+            }
             Command::Put { .. } => match gateway::decode_txn(status, body) {
                 Ok(t) if t.succeeded => Step::Done(Answer::Put(Ok(()))),
                 Ok(_) => Step::Done(Answer::Put(Err(WriteError::CasMismatch))),
@@ -216,7 +222,7 @@ impl Exchange {
         // request never reached etcd, whose errors are JSON with a `code`.
         let never_connected = status == 503 && !contains(body, b"\"code\"");
         match self.command {
-            Command::Get { .. } => status == 0 || status >= 500,
+            Command::Get { .. } | Command::Scan { .. } => status == 0 || status >= 500,
             Command::Put { .. } => never_connected,
         }
     }
@@ -230,7 +236,7 @@ impl Exchange {
     fn command_expiry(&self) -> u64 {
         match &self.command {
             Command::Put { expires_at, .. } => *expires_at,
-            Command::Get { .. } => 0,
+            Command::Get { .. } | Command::Scan { .. } => 0,
         }
     }
 
@@ -251,6 +257,9 @@ impl Exchange {
         self.sent += 1;
         let request = match &self.command {
             Command::Get { key } => gateway::range(&prefixed(settings, key)),
+            Command::Scan { from, to, limit } => {
+                gateway::range_page(&prefixed(settings, from), &prefixed(settings, to), *limit)
+            }
             Command::Put {
                 key, value, expect, ..
             } => {
@@ -271,8 +280,36 @@ impl Exchange {
         Step::Done(match &self.command {
             Command::Get { .. } => Answer::Got(Err(Unavailable)),
             Command::Put { .. } => Answer::Put(Err(WriteError::Failed)),
+            Command::Scan { .. } => Answer::Scanned(Err(Unavailable)),
         })
     }
+}
+
+/// A range answer as a scan page: keys without the prefix (a key outside it,
+/// or not text, is not what was asked for: never trusted).
+fn scan_page(settings: &EtcdSettings, r: gateway::RangeAnswer) -> Result<ScanPage, GatewayError> {
+    let prefix = settings.prefix.as_bytes();
+    let entries = r
+        .kvs
+        .into_iter()
+        .map(|kv| {
+            let key = kv
+                .key
+                .strip_prefix(prefix)
+                .and_then(|k| std::str::from_utf8(k).ok())
+                .ok_or(GatewayError::Malformed)?
+                .to_string();
+            let stored = Stored {
+                version: Some(kv.mod_revision as u64),
+                value: Some(kv.value),
+            };
+            Ok((key, stored))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(ScanPage {
+        entries,
+        more: r.more,
+    })
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -368,6 +405,67 @@ mod tests {
             Step::Done(Answer::Got(Ok(stored))) => assert_eq!(stored, Stored::default()),
             _ => panic!("expected absent"),
         }
+    }
+
+    fn scan() -> Command {
+        Command::Scan {
+            from: "g/".into(),
+            to: "g0".into(),
+            limit: 2,
+        }
+    }
+
+    #[test]
+    fn a_scan_reads_a_prefixed_range_and_returns_keys_without_the_prefix() {
+        let s = settings(false);
+        let mut session = Session::default();
+        let (mut x, step) = Exchange::start(scan(), &s, &session);
+        let o = sent(&step);
+        assert_eq!(o.request.path, "/v3/kv/range");
+        assert_eq!(body(o)["key"], B64.encode("/p/g/"));
+        assert_eq!(body(o)["range_end"], B64.encode("/p/g0"));
+        assert_eq!(body(o)["limit"], "2");
+        let kv = |k: &str, v: &str, rev: u32| {
+            format!(
+                r#"{{"key":"{}","value":"{}","mod_revision":"{rev}"}}"#,
+                B64.encode(k),
+                B64.encode(v)
+            )
+        };
+        let answer = format!(
+            r#"{{{HEADER},"kvs":[{},{}],"more":true,"count":"3"}}"#,
+            kv("/p/g/1", "a", 3),
+            kv("/p/g/2", "b", 4)
+        );
+        match x.on_response(200, answer.as_bytes(), &s, &mut session, 0) {
+            Step::Done(Answer::Scanned(Ok(page))) => {
+                assert!(page.more);
+                let keys: Vec<&str> = page.entries.iter().map(|(k, _)| k.as_str()).collect();
+                assert_eq!(keys, ["g/1", "g/2"]);
+                assert_eq!(page.entries[1].1.version, Some(4));
+                assert_eq!(page.entries[1].1.value.as_deref(), Some(&b"b"[..]));
+            }
+            _ => panic!("expected a page"),
+        }
+        // The last page: `more` left out (proto3 JSON drops false).
+        let (mut x, _) = Exchange::start(scan(), &s, &session);
+        match x.on_response(200, format!("{{{HEADER}}}").as_bytes(), &s, &mut session, 0) {
+            Step::Done(Answer::Scanned(Ok(page))) => assert_eq!(page, ScanPage::default()),
+            _ => panic!("expected an empty last page"),
+        }
+        // A key outside the prefix is not what was asked for: never trusted.
+        let (mut x, _) = Exchange::start(scan(), &s, &session);
+        let stray = format!(r#"{{{HEADER},"kvs":[{}]}}"#, kv("/other/g/1", "a", 3));
+        assert!(matches!(
+            x.on_response(200, stray.as_bytes(), &s, &mut session, 0),
+            Step::Done(Answer::Scanned(Err(Unavailable)))
+        ));
+        // A scan is a read: an unreachable member is skipped like for a get.
+        let (mut x, _) = Exchange::start(scan(), &s, &session);
+        assert!(matches!(
+            x.on_response(0, b"", &s, &mut session, 0),
+            Step::Send(_)
+        ));
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct RangeAnswer {
     pub kvs: Vec<KeyValue>,
     /// The store's revision the answer was read at.
     pub revision: i64,
+    /// A `limit` cut the answer short: more keys follow in the range.
+    pub more: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +81,14 @@ pub fn range_since(from: &[u8], to: &[u8], after_revision: i64, limit: u32) -> G
         body["limit"] = Value::String(limit.to_string());
     }
     request("/v3/kv/range", body)
+}
+
+/// Keys in `[from, to)` with their values, at most `limit`, in key order.
+pub fn range_page(from: &[u8], to: &[u8], limit: u32) -> GatewayRequest {
+    request(
+        "/v3/kv/range",
+        json!({ "key": b64(from), "range_end": b64(to), "limit": limit.max(1).to_string() }),
+    )
 }
 
 /// Writes `value` if the key is as expected; a lost compare returns the key as it is.
@@ -150,6 +160,8 @@ struct RawRange {
     header: Header,
     #[serde(default)]
     kvs: Vec<RawKv>,
+    #[serde(default)]
+    more: bool,
 }
 
 #[derive(Deserialize)]
@@ -222,6 +234,7 @@ pub fn decode_range(status: u32, body: &[u8]) -> Result<RangeAnswer, GatewayErro
     Ok(RangeAnswer {
         kvs: raw.kvs.into_iter().map(kv_of).collect::<Result<_, _>>()?,
         revision: raw.header.revision,
+        more: raw.more,
     })
 }
 
