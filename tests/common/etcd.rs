@@ -499,6 +499,37 @@ impl EtcdCluster {
         })
     }
 
+    /// For a cluster shared by every test of a process (kept in a static, so never
+    /// dropped): starts a small watchdog that kills the members and removes the dir
+    /// once this process has exited, however it ends. Only for clusters whose members
+    /// are not restarted (it knows the members' current process ids).
+    pub fn stop_when_process_exits(&self) {
+        let mut args = vec![
+            std::process::id().to_string(),
+            self.dir.display().to_string(),
+        ];
+        args.extend(
+            self.members
+                .iter()
+                .filter_map(|m| m.child.as_ref())
+                .map(|c| c.id().to_string()),
+        );
+        Command::new("sh")
+            .arg("-c")
+            .arg(
+                r#"parent=$1; dir=$2; shift 2
+while kill -0 "$parent" 2>/dev/null; do sleep 0.5; done
+kill -9 "$@" 2>/dev/null; sleep 0.5; rm -rf "$dir""#,
+            )
+            .arg("etcd-watchdog")
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the etcd watchdog (sh)");
+    }
+
     fn keep_dir_on_drop(&mut self) {
         self.token.clear(); // marker: Drop keeps the dir
     }

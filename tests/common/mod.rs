@@ -23,6 +23,7 @@ mod http;
 pub mod jwt;
 mod paths;
 pub mod etcd;
+pub mod etcd_driver;
 
 pub use encoding::*;
 pub use envoy::*;
