@@ -442,17 +442,37 @@ fn ten_thousand_concurrent_issuances_over_both_envoys_none_lost_or_doubled() {
                         &[("grant_type", "client_credentials")],
                         &[("authorization", &basic_auth(C1, S1))],
                     );
-                    assert_eq!(r.status, 200, "{}", r.body);
+                    if r.status != 200 {
+                        // Stop this thread; the failure is reported with etcd's stats below.
+                        return Err(format!(
+                            "{} {} after {} tokens",
+                            r.status,
+                            r.body,
+                            tokens.len()
+                        ));
+                    }
                     tokens.push(r.json()["access_token"].as_str().unwrap().to_string());
                 }
-                tokens
+                Ok(tokens)
             })
         })
         .collect();
-    let tokens: Vec<String> = threads
-        .into_iter()
-        .flat_map(|t| t.join().unwrap())
-        .collect();
+    let results: Vec<Result<Vec<String>, String>> =
+        threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let failures: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    if !failures.is_empty() {
+        for e in [&a, &b] {
+            let stats: Vec<String> = e
+                .stats()
+                .lines()
+                .filter(|l| l.starts_with("cluster.etcd.") && !l.ends_with(": 0"))
+                .map(str::to_string)
+                .collect();
+            eprintln!("{}", stats.join("\n"));
+        }
+        panic!("/token failed during the run: {failures:#?}");
+    }
+    let tokens: Vec<String> = results.into_iter().flat_map(Result::unwrap).collect();
     assert_eq!(tokens.len(), n);
     let distinct: std::collections::HashSet<&String> = tokens.iter().collect();
     assert_eq!(distinct.len(), n, "a token was handed out twice");
