@@ -731,6 +731,89 @@ def make_variants(m: Material) -> list[Variant]:
                      method="POST", path="/token", filters=m.token_filter, headers=auth, refresh=True,
                      prepare=refresh_prepare, checks=rf_checks))
 
+    # etcd-*: the same as guard-hit, guard-miss, token-cc and token-refresh with the store on
+    # the bench's etcd cluster (`store.backend: etcd`, a key prefix per run). Each fails
+    # loudly unless it really used etcd: its grants are counted in etcd through the gateway,
+    # and over the measured run Envoy's callouts to the `etcd` cluster and etcd's own counters
+    # (requests served, revision) must add up to the requests measured.
+    def etcd_grants(t: Target, want: int, what: str) -> None:
+        keys, grants = ETCD[0].grants(t.ctx["etcd_prefix"])
+        if grants != want:
+            raise BenchError(f"{what}: etcd holds {grants} grants under {t.ctx['etcd_prefix']} "
+                             f"({keys} bucket keys), expected {want}: the store is not etcd?")
+
+    def etcd_guard_prepare(t: Target):
+        guard_prepare(t)
+        etcd_grants(t, 1, "etcd guard: the token issued for the run")
+
+    def etcd_cc_checks(t: Target):
+        checks = cc_checks(t)
+        etcd_grants(t, sum(1 for _, r, want in checks if want == 200 and r.status == 200),
+                    "etcd-token-cc: the tokens issued by the checks")
+        return checks
+
+    def etcd_refresh_prepare(t: Target):
+        refresh_prepare(t)
+        # 2 * SEEDS + 1 password grants: the seeds (and the checks' seed) are grants in etcd.
+        etcd_grants(t, 2 * SEEDS + 1, "etcd-token-refresh: the password grants of the seeds")
+
+    def etcd_check(kind: str, guard_want: str | None = None):
+        """Over the measured run: every callout to etcd answered 2xx, and per kind
+        `guard-hit`: cache hits only, the revocation log polled (callouts > 0, none failed);
+        `guard-miss`: a callout and an etcd Range per request; `token-*`: an etcd write
+        (revision) and Txn per request; `token-cc`: also every token issued is a grant in etcd."""
+        def check(t: Target, measured: int, before: dict[str, int]) -> str | None:
+            notes = [guard_cache_check(guard_want)(t, measured, before)] if guard_want else []
+            d = t.ctx["etcd"]
+            name = t.ctx.get("variant", kind)
+            if d["errors"]:
+                raise BenchError(f"{name}: {d['errors']} callouts to etcd failed or answered 4xx/5xx")
+            if kind == "guard-hit":
+                after = guard_stats(t)
+                failed = ((stat_sum(after, "guard.revocation_poll_failed") or 0)
+                          - (stat_sum(before, "guard.revocation_poll_failed") or 0))
+                if d["callouts"] == 0 or d["range"] == 0 or failed:
+                    raise BenchError(f"{name}: the guard did not poll etcd's revocation log over the run "
+                                     f"({d['callouts']} callouts, etcd served {d['range']} ranges, "
+                                     f"{failed} polls failed)")
+            elif kind == "guard-miss":
+                if d["callouts"] < measured or d["range"] < measured:
+                    raise BenchError(f"{name}: {d['callouts']} callouts to etcd and {d['range']} ranges "
+                                     f"served by etcd for {measured} measured requests")
+            else:
+                if d["revisions"] < measured or d["txn"] < measured:
+                    raise BenchError(f"{name}: etcd committed {d['revisions']} writes ({d['txn']} txns) "
+                                     f"for {measured} measured requests")
+                if kind == "token-cc":
+                    keys, grants = ETCD[0].grants(t.ctx["etcd_prefix"])
+                    if grants < measured:
+                        raise BenchError(f"{name}: {grants} grants in etcd after {measured} measured issuances")
+                    notes.append(f"{grants} grants in {keys} bucket keys in etcd")
+            notes.append(f"etcd over the measured run: {d['callouts']} callouts, {d['range']} ranges, "
+                         f"{d['txn']} txns, {d['lease']} lease grants, {d['revisions']} revisions")
+            return "; ".join(notes)
+        return check
+
+    V.append(Variant("etcd-guard-hit", "guard", "bearer guard, token in the validation cache, store etcd "
+                     "(revocation log polled every 50 ms)", 200, etcd=True, vs="guard-hit",
+                     filters=lambda: m.guard_filter(None, etcd=True), extra=lambda: m.issuer_listener(etcd=True),
+                     headers=bearer, prepare=etcd_guard_prepare, checks=gchecks,
+                     post_check=etcd_check("guard-hit", "hit")))
+    V.append(Variant("etcd-guard-miss", "guard", "bearer guard, cache disabled, store etcd: an etcd read "
+                     "(callout) per request", 200, etcd=True, vs="guard-miss",
+                     filters=lambda: m.guard_filter({"max_entries": 0}, etcd=True),
+                     extra=lambda: m.issuer_listener(etcd=True), headers=bearer, prepare=etcd_guard_prepare,
+                     checks=gchecks, post_check=etcd_check("guard-miss", "miss")))
+    V.append(Variant("etcd-token-cc", "token", "POST /token, client_credentials, store etcd", 200,
+                     etcd=True, vs="token-cc", method="POST", path="/token",
+                     filters=lambda: m.token_filter(etcd=True), headers=auth,
+                     body=lambda t: "grant_type=client_credentials", checks=etcd_cc_checks,
+                     post_check=etcd_check("token-cc")))
+    V.append(Variant("etcd-token-refresh", "token", "POST /token, refresh_token grant (rotation), store etcd",
+                     200, etcd=True, vs="token-refresh", method="POST", path="/token",
+                     filters=lambda: m.token_filter(etcd=True), headers=auth, refresh=True,
+                     prepare=etcd_refresh_prepare, checks=rf_checks, post_check=etcd_check("token-refresh")))
+
     def peer_checks(t: Target):
         ok = post_token(t.port, "grant_type=client_credentials&scope=default", PEER_CLIENT_ID, PEER_CLIENT_SECRET)
         tok = token_field(ok, "access_token")
@@ -748,7 +831,8 @@ def make_variants(m: Material) -> list[Variant]:
                      headers=lambda t: {**FORM, "Authorization": basic(PEER_CLIENT_ID, PEER_CLIENT_SECRET)},
                      body=lambda t: "grant_type=client_credentials&scope=default", checks=peer_checks))
     if BASELINE_WASM:
-        V += [dataclasses.replace(v, name=v.name + "@base") for v in V if v.group in ("guard", "token")]
+        V += [dataclasses.replace(v, name=v.name + "@base", vs=v.vs and v.vs + "@base")
+              for v in V if v.group in ("guard", "token")]
     return V
 
 
@@ -1454,7 +1538,13 @@ def main() -> int:
         unknown = set(only) - {v.name for v in variants} - {"none"}
         if unknown:
             raise BenchError(f"BENCH_VARIANTS: unknown {sorted(unknown)}; known: {[v.name for v in variants]}")
-        variants = [v for v in variants if v.name.removesuffix("@base") in only or v.name == "none"]
+        # `none` always runs (every ratio is to it); an etcd-* variant brings its shared-data
+        # counterpart (its ratio is to that).
+        wanted = set(only) | {v.vs for v in variants if v.name in only and v.vs}
+        added = sorted(wanted - set(only))
+        if added:
+            log(f"BENCH_VARIANTS: adding {', '.join(added)} (compared with the etcd-* variants)")
+        variants = [v for v in variants if v.name.removesuffix("@base") in wanted or v.name == "none"]
     else:
         variants = [v for v in variants if not v.experiment]
     envoy_full = subprocess.run([str(ENVOY_BIN), "--version"], capture_output=True, text=True).stdout.strip()
