@@ -1219,14 +1219,15 @@ ETCD_ERRORS = ("upstream_rq_4xx", "upstream_rq_5xx", "upstream_rq_timeout", "ups
 
 def etcd_snapshot(t: Target) -> dict:
     """Envoy's callouts to the `etcd` cluster, etcd's counters and its revision."""
-    env = envoy_stats(t, r"^cluster\.etcd\.(upstream_rq_total|" + "|".join(ETCD_ERRORS) + ")$")
+    env = envoy_stats(t, r"^cluster\.etcd\.(upstream_rq_total|upstream_cx_total|" + "|".join(ETCD_ERRORS) + ")$")
     return {"envoy": env, "etcd": ETCD[0].metrics(), "rev": ETCD[0].revision()}
 
 
 def etcd_delta(a: dict, b: dict) -> dict:
     e = {k: b["etcd"][k] - a["etcd"][k] for k in ETCD_METRICS}
     env = lambda k: b["envoy"].get(f"cluster.etcd.{k}", 0) - a["envoy"].get(f"cluster.etcd.{k}", 0)
-    return {"callouts": env("upstream_rq_total"), "errors": sum(env(k) for k in ETCD_ERRORS),
+    return {"callouts": env("upstream_rq_total"), "connections": env("upstream_cx_total"),
+            "errors": sum(env(k) for k in ETCD_ERRORS),
             "revisions": b["rev"] - a["rev"], "range": int(e["range"]), "txn": int(e["txn"]),
             "lease": int(e["lease"]),
             "range_ms": 1e3 * e["range_s"] / e["range_n"] if e["range_n"] else None,
@@ -1289,6 +1290,7 @@ def measure(v: Variant, rnd: int) -> dict:
         d, n = t.ctx["etcd"], res["requests"]
         run["etcd"] = {
             "cpu_us_per_req": etcd_s * 1e6 / n, "callouts_per_req": d["callouts"] / n,
+            "connections_per_req": d["connections"] / n,
             "range_per_req": d["range"] / n, "txn_per_req": d["txn"] / n, "lease_per_req": d["lease"] / n,
             "revisions_per_req": d["revisions"] / n, "fsyncs_per_req": d["fsyncs"] / n,
             "range_ms": d["range_ms"], "txn_ms": d["txn_ms"], "fsync_ms": d["fsync_ms"],
@@ -1311,6 +1313,7 @@ def med(xs):
 
 def summarize(variants: list[Variant], runs: list[dict]) -> dict:
     by = {v.name: [r for r in runs if r["variant"] == v.name] for v in variants}
+    rps_of = {(r["variant"], r["round"]): r["rps"] for r in runs}
     base = {r["round"]: r["rps"] for r in by.get("none", [])}
     base_cpu = {r["round"]: r["server_cpu_us_per_req"] for r in by.get("none", [])}
     out = {}
@@ -1334,6 +1337,14 @@ def summarize(variants: list[Variant], runs: list[dict]) -> dict:
             "wrk_cpu_pct": med([r["wrk_cpu_pct"] for r in rs]),
             "other_cpu_pct": med([r["other_cpu_pct"] for r in rs]),
         }
+        if v.vs:
+            # etcd-*: the ratio to its shared-data variant, round by round like `x none`.
+            vs = [r["rps"] / rps_of[(v.vs, r["round"])] for r in rs if (v.vs, r["round"]) in rps_of]
+            out[v.name].update({"store": "etcd", "vs": v.vs, "vs_ratio": med(vs),
+                                "vs_ratio_runs": [round(x, 3) for x in vs]})
+        if v.etcd:
+            e = [r["etcd"] for r in rs]
+            out[v.name]["etcd"] = {k: med([x[k] for x in e if x[k] is not None]) for k in e[0]}
     return out
 
 
@@ -1369,6 +1380,24 @@ def targets(s: dict) -> list[dict]:
             t("/token client_credentials >= 10x oidc-provider", x >= 10, f"{x:.1f}x")
         else:
             t("/token client_credentials >= 10x oidc-provider", None, "oidc-provider not measured")
+
+    # etcd-*: against the same variant on shared data (ratios taken round by round).
+    def vs(name: str, want: float, label: str) -> None:
+        if name not in s:
+            return
+        x = s[name]
+        if x.get("vs") not in s:
+            t(label, None, f"{x.get('vs')} not measured")
+            return
+        t(label, x["vs_ratio"] >= want, f"{x['vs_ratio']:.2f}x ({x['rps']:.0f} vs {s[x['vs']]['rps']:.0f} req/s)")
+
+    vs("etcd-guard-hit", 0.95, "etcd-guard-hit >= 0.95x guard-hit")
+    if "etcd-guard-miss" in s:
+        x = s["etcd-guard-miss"]
+        t("etcd-guard-miss p99 < 5 ms", x["p99_ms"] < 5,
+          f"p99 {x['p99_ms']:.2f} ms, p50 {x['p50_ms']:.2f} ms at {x['rps']:.0f} req/s")
+    vs("etcd-token-cc", 0.2, "etcd /token client_credentials >= 0.2x token-cc")
+    vs("etcd-token-refresh", 0.2, "etcd /token refresh_token >= 0.2x token-refresh")
     return out
 
 
@@ -1400,28 +1429,51 @@ def breakdown(s: dict) -> list[str]:
     return out
 
 
+def etcd_breakdown(s: dict) -> list[str]:
+    """Per request of the etcd-* variants (medians over rounds): what it adds to its shared-data
+    variant (p50 latency, Envoy CPU), the callouts Envoy made to etcd, what etcd served (its gRPC
+    counters, with the mean server-side time of a Range/Txn), its WAL fsyncs and its CPU."""
+    names = [n for n in s if "etcd" in s[n]]
+    if not names:
+        return []
+    out = ["etcd-* per request (medians; etcd figures summed over its members, times as etcd measured them):"]
+    ms = lambda v: "" if v is None or v != v else f" ({v:.2f} ms)"
+    for n in names:
+        x, e = s[n], s[n]["etcd"]
+        base = s.get(x.get("vs"))
+        out.append(f"  {n:<19} " + (f"vs {x['vs']}: p50 {x['p50_ms'] - base['p50_ms']:+.2f} ms, Envoy CPU "
+                                     f"{x['cpu_us'] - base['cpu_us']:+.1f} us" if base else ""))
+        conns = f" ({e['connections_per_req']:.2f} new connections)" if "connections_per_req" in e else ""
+        out.append(f"  {'':<19} {e['callouts_per_req']:.2f} callouts{conns}; etcd served {e['range_per_req']:.2f} Range"
+                   f"{ms(e.get('range_ms'))}, {e['txn_per_req']:.2f} Txn{ms(e.get('txn_ms'))}, "
+                   f"{e['fsyncs_per_req']:.2f} fsyncs{ms(e.get('fsync_ms'))}; etcd CPU {e['cpu_us_per_req']:.0f} us")
+    return out
+
+
 def table(s: dict) -> str:
-    hdr = ["variant", "status", "req/s", "x none", "rounds x none", "p50 ms", "p99 ms", "CPU us/req",
-           "x none (CPU)", "srv CPU%", "wrk CPU%"]
+    hdr = ["variant", "status", "req/s", "x none", "x shared", "rounds x none", "p50 ms", "p99 ms",
+           "CPU us/req", "x none (CPU)", "srv CPU%", "wrk CPU%"]
     rows = []
     for n, x in s.items():
         rows.append([n, str(x["expect"]), f"{x['rps']:.0f}", f"{x['ratio']:.2f}",
+                     f"{x['vs_ratio']:.2f}" if "vs_ratio" in x else "",
                      " ".join(f"{y:.2f}" for y in x["ratio_runs"]), f"{x['p50_ms']:.2f}",
                      f"{x['p99_ms']:.2f}", f"{x['cpu_us']:.1f}", f"{x.get('cpu_ratio', float('nan')):.2f}",
                      f"{x['server_cpu_pct']:.0f}",
                      f"{x['wrk_cpu_pct']:.0f}"])
     w = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(hdr)]
-    fmt = lambda r: "  ".join(c.ljust(w[i]) if i in (0, 4) else c.rjust(w[i]) for i, c in enumerate(r))
+    fmt = lambda r: "  ".join(c.ljust(w[i]) if i in (0, 5) else c.rjust(w[i]) for i, c in enumerate(r))
     return "\n".join([fmt(hdr), fmt(["-" * x for x in w])] + [fmt(r) for r in rows])
 
 
 def markdown(s: dict, tg: list[dict], meta: dict) -> str:
     lines = [f"Latest `make bench` ({meta['date']}, commit {meta['commit']}, {meta['rounds']} rounds x "
              f"{meta['seconds']:.0f} s, wrk -t1 -c{meta['connections']}; Envoy --concurrency 1 on core 0, wrk on core 1)",
-             "", "| variant | status | req/s | × none | p50 ms | p99 ms | Envoy CPU µs/req | × none (CPU) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "", "| variant | status | req/s | × none | × shared data | p50 ms | p99 ms | Envoy CPU µs/req | × none (CPU) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for n, x in s.items():
-        lines.append(f"| `{n}` | {x['expect']} | {x['rps']:.0f} | {x['ratio']:.2f} | {x['p50_ms']:.2f} | "
+        vs = f"{x['vs_ratio']:.2f} (`{x['vs']}`)" if "vs_ratio" in x else ""
+        lines.append(f"| `{n}` | {x['expect']} | {x['rps']:.0f} | {x['ratio']:.2f} | {vs} | {x['p50_ms']:.2f} | "
                      f"{x['p99_ms']:.2f} | {x['cpu_us']:.1f} | {x.get('cpu_ratio', float('nan')):.2f} |")
     lines += ["", "| target | result | measured |", "|---|---|---|"]
     for t in tg:
@@ -1429,12 +1481,15 @@ def markdown(s: dict, tg: list[dict], meta: dict) -> str:
     bd = breakdown(s)
     if bd:
         lines += ["", "```", *bd, "```"]
+    eb = etcd_breakdown(s)
+    if eb:
+        lines += ["", f"etcd: {meta.get('etcd')}, sharing core 1 with wrk.", "", "```", *eb, "```"]
     lines += ["", "![bench chart](latest.svg)", ""]
     return "\n".join(lines)
 
 
 COLORS = {"lua": "#8c564b", "baseline": "#7f7f7f", "wasm": "#b0b0b0", "jwt": "#4c78a8", "guard": "#2ca02c",
-          "token": "#f58518", "peer": "#9467bd"}
+          "token": "#f58518", "peer": "#9467bd", "etcd": "#17becf"}
 
 
 def esc(s: str) -> str:
@@ -1448,7 +1503,7 @@ def svg(s: dict, tg: list[dict], meta: dict) -> str:
     pw1, lab1, gap, pw2, lab2 = 380, 120, 40, 200, 50
     width = left + pw1 + lab1 + gap + pw2 + lab2
     bottom = top + row_h * len(names)
-    bd = breakdown(s)
+    bd = breakdown(s) + etcd_breakdown(s)
     height = bottom + 46 + 16 * (len(tg) + 1) + (14 * len(bd) + 12 if bd else 0)
     max_ratio = max(1.05, max(max(x["ratio_runs"] or [0]) for x in s.values()) * 1.03)
     max_cpu = max(x["cpu_us"] for x in s.values()) * 1.05 or 1.0
@@ -1480,7 +1535,7 @@ def svg(s: dict, tg: list[dict], meta: dict) -> str:
     for i, n in enumerate(names):
         x = s[n]
         y = top + i * row_h
-        col = COLORS.get(x["group"], "#444")
+        col = COLORS.get("etcd" if x.get("store") == "etcd" else x["group"], "#444")
         o.append(f'<text x="{left - 8}" y="{y + 16}" text-anchor="end">{esc(n)}</text>')
         o.append(f'<rect x="{left}" y="{y + 5}" width="{max(1.0, X1(x["ratio"]) - left):.1f}" '
                  f'height="{row_h - 10}" fill="{col}"/>')
@@ -1601,6 +1656,11 @@ def main() -> int:
         log(line)
     if bd:
         log("")
+    eb = etcd_breakdown(s)
+    for line in eb:
+        log(line)
+    if eb:
+        log("")
     if first:
         log(f"Client secrets are PBKDF2-SHA256 ({HASH_ITERATIONS} iterations, `hash-secret --iterations "
             f"{HASH_ITERATIONS}`). The per-worker credential cache makes that a one-time cost: the first "
@@ -1617,7 +1677,7 @@ def main() -> int:
             f"of a core; interleaved rounds spread that over every variant, but ratios are noisier.")
     meta["elapsed_s"] = round(time.monotonic() - t_start, 1)
     meta["quiet_wait_s"] = round(QUIET["waited_s"], 1)
-    doc = {"meta": meta, "summary": s, "targets": tg, "breakdown": bd, "runs": runs}
+    doc = {"meta": meta, "summary": s, "targets": tg, "breakdown": bd, "etcd": eb, "runs": runs}
     (OUT_DIR / "latest.json").write_text(json.dumps(doc, indent=1) + "\n")
     (OUT_DIR / "latest.svg").write_text(svg(s, tg, meta))
     (OUT_DIR / "latest.md").write_text(markdown(s, tg, meta))
