@@ -14,11 +14,15 @@ Method
   request (utime+stime of /proc/<pid>/stat around the measured run), wrk CPU,
   CPU used by anything else on the machine. Per variant: medians over rounds,
   and the ratio to `none` taken round by round, then the median.
+- etcd-* variants: the guard and /token with `store.backend: etcd`, on a 3-member
+  etcd cluster this script starts (pinned to core 1 with wrk; data in a temp dir
+  removed at exit), compared round by round with their shared-data twin. Each
+  checks, through etcd's gateway and counters, that it really used etcd.
 
 Environment: BENCH_SECONDS (5), BENCH_WARMUP (1), BENCH_ROUNDS (4),
 BENCH_CONNECTIONS (16), BENCH_VARIANTS (comma list; default all),
 BENCH_OUT (bench/results; latest.json, latest.svg, latest.md),
-ENVOY_BIN (.venv/bin/envoy), BENCH_SKIP_PEER=1 (no oidc-provider),
+ENVOY_BIN (.venv/bin/envoy), ETCD_BIN (etcd), BENCH_SKIP_PEER=1 (no oidc-provider),
 BENCH_BASELINE_WASM (a .wasm of another commit: every selected guard/token
 variant also runs with it, as `<variant>@base`, interleaved: an A/B in one run).
 
