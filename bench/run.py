@@ -1453,10 +1453,10 @@ def etcd_breakdown(s: dict) -> list[str]:
         base = s.get(x.get("vs"))
         out.append(f"  {n:<19} " + (f"vs {x['vs']}: p50 {x['p50_ms'] - base['p50_ms']:+.2f} ms, Envoy CPU "
                                      f"{x['cpu_us'] - base['cpu_us']:+.1f} us" if base else ""))
-        conns = f" ({e['connections_per_req']:.2f} new connections)" if "connections_per_req" in e else ""
-        out.append(f"  {'':<19} {e['callouts_per_req']:.2f} callouts{conns}; etcd served {e['range_per_req']:.2f} Range"
-                   f"{ms(e.get('range_ms'))}, {e['txn_per_req']:.2f} Txn{ms(e.get('txn_ms'))}, "
-                   f"{e['fsyncs_per_req']:.2f} fsyncs{ms(e.get('fsync_ms'))}; etcd CPU {e['cpu_us_per_req']:.0f} us")
+        conns = f", {e['connections_per_req']:.2f} new connections" if "connections_per_req" in e else ""
+        out.append(f"      {e['callouts_per_req']:.2f} callouts{conns}; etcd: {e['range_per_req']:.2f} Range"
+                   f"{ms(e.get('range_ms'))} {e['txn_per_req']:.2f} Txn{ms(e.get('txn_ms'))} "
+                   f"{e['fsyncs_per_req']:.2f} fsync{ms(e.get('fsync_ms'))}, CPU {e['cpu_us_per_req']:.0f} us")
     return out
 
 
