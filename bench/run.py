@@ -14,11 +14,15 @@ Method
   request (utime+stime of /proc/<pid>/stat around the measured run), wrk CPU,
   CPU used by anything else on the machine. Per variant: medians over rounds,
   and the ratio to `none` taken round by round, then the median.
+- etcd-* variants: the guard and /token with `store.backend: etcd`, on a 3-member
+  etcd cluster this script starts (pinned to core 1 with wrk; data in a temp dir
+  removed at exit), compared round by round with their shared-data twin. Each
+  checks, through etcd's gateway and counters, that it really used etcd.
 
 Environment: BENCH_SECONDS (5), BENCH_WARMUP (1), BENCH_ROUNDS (4),
 BENCH_CONNECTIONS (16), BENCH_VARIANTS (comma list; default all),
 BENCH_OUT (bench/results; latest.json, latest.svg, latest.md),
-ENVOY_BIN (.venv/bin/envoy), BENCH_SKIP_PEER=1 (no oidc-provider),
+ENVOY_BIN (.venv/bin/envoy), ETCD_BIN (etcd), BENCH_SKIP_PEER=1 (no oidc-provider),
 BENCH_BASELINE_WASM (a .wasm of another commit: every selected guard/token
 variant also runs with it, as `<variant>@base`, interleaved: an A/B in one run).
 
@@ -46,7 +50,9 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -71,6 +77,15 @@ ENVOY_BIN = Path(os.environ.get("ENVOY_BIN", str(ROOT / ".venv/bin/envoy")))
 SKIP_PEER = os.environ.get("BENCH_SKIP_PEER", "") not in ("", "0")
 BASELINE_WASM = os.environ.get("BENCH_BASELINE_WASM", "")
 ENVOY_CORE, LOAD_CORE = "0", "1"
+ETCD_BIN = os.environ.get("ETCD_BIN", "etcd")
+ETCD_MEMBERS = 3
+# The etcd-* variants' store, a 3-member etcd cluster, runs on the load generator's core,
+# never on Envoy's: what the bench measures is the pinned Envoy (its req/s and its CPU per
+# request from /proc/<pid>/stat), and etcd on core 0 would take its CPU from Envoy and count
+# as Envoy's slowness (in a deployment etcd runs on other machines). The price: wrk and the
+# three members share core 1, so the etcd section prints etcd's CPU per request next to wrk's
+# CPU%: a variant that core 1 limits shows there (wrk + etcd near a whole core).
+ETCD_CORE = LOAD_CORE
 # Other work on a shared machine (builds, tests) competes for the two cores: the measured
 # server and wrk run at nice -20 (root only) so that the CPU scheduler gives them their
 # core; the rest of the machine gets what they leave.
@@ -391,6 +406,8 @@ class Variant:
     post_check: Callable[[Target, int, dict], str | None] | None = None
     peer: bool = False
     experiment: bool = False                        # only when named in BENCH_VARIANTS
+    etcd: bool = False                              # store backend etcd (the bench's cluster)
+    vs: str | None = None                           # etcd-*: the shared-data variant it is compared to
 
 
 class Material:
@@ -410,6 +427,7 @@ class Material:
         self.noop_wasm = RUN_DIR / "bench_noop_filter.wasm"
         self.base_wasm = RUN_DIR / "baseline.wasm"
         self.wasm = self.main_wasm          # what the next Envoy config names
+        self.etcd_prefix = ""               # etcd-*: the key prefix of the next Envoy's run
         # Snapshots: a rebuild during the bench must not change what is measured.
         pairs = [(MAIN_WASM, self.main_wasm), (NOOP_WASM, self.noop_wasm)]
         if BASELINE_WASM:
@@ -419,7 +437,15 @@ class Material:
                 raise BenchError(f"{src} not found: `make bench` builds it")
             shutil.copyfile(src, dst)
 
-    def token_config(self, jwt: bool = False) -> str:
+    def store(self, guard: bool) -> dict:
+        """The etcd `store` section (as in envoy/fleet.yaml; the guard also polls the
+        revocation log), with this run's key prefix."""
+        st = {"backend": "etcd", "cluster": "etcd", "prefix": self.etcd_prefix, "timeout_ms": 1000}
+        if guard:
+            st.update({"revocation_poll_ms": 50, "staleness_ms": 1000})
+        return st
+
+    def token_config(self, jwt: bool = False, etcd: bool = False) -> str:
         cfg = {
             "realm": "bench",
             "clients": [{"client_id": CLIENT_ID, "secret_hash": self.client_hash,
@@ -427,20 +453,24 @@ class Material:
                          "scopes": ["default"], "default_scope": "default"}],
             "users": [{"username": USERNAME, "password_hash": self.user_hash, "scopes": ["default"]}],
         }
+        if etcd:
+            cfg["store"] = self.store(guard=False)
         if jwt:
             cfg["access_token_format"] = "jwt"
             cfg["jwt"] = {"issuer": JWT_ISSUER, "audience": JWT_AUDIENCE,
                           "keys": [{"kid": "bench-es", "pem": self.es_pem}]}
         return json.dumps(cfg, indent=2)
 
-    def token_filter(self, jwt: bool = False) -> str:
-        return fill_all(template("token.yaml"), WASM=str(self.wasm), TOKEN_CONFIG=self.token_config(jwt))
+    def token_filter(self, jwt: bool = False, etcd: bool = False) -> str:
+        return fill_all(template("token.yaml"), WASM=str(self.wasm), TOKEN_CONFIG=self.token_config(jwt, etcd))
 
-    def guard_filter(self, cache: dict | None, jwt: bool = False) -> str:
+    def guard_filter(self, cache: dict | None, jwt: bool = False, etcd: bool = False) -> str:
         cfg = {"realm": "bench", "rules": [{"prefix": "/api/", "scopes": []}],
                "default_action": "deny"}
         if cache is not None:
             cfg["cache"] = cache
+        if etcd:
+            cfg["store"] = self.store(guard=True)
         if jwt:
             cfg["jwt"] = {"issuer": JWT_ISSUER, "audiences": [JWT_AUDIENCE],
                           "keys": [{"jwk": json.loads(self.es_jwks)["keys"][0]}]}
@@ -450,8 +480,8 @@ class Material:
     def lua_filter(self) -> str:
         return fill_all(template("lua.yaml"), TOKEN=self.lua_token, EXPIRES=str(int(time.time()) + 86400))
 
-    def issuer_listener(self, jwt: bool = False) -> str:
-        return fill_all(template("issuer_listener.yaml"), TOKEN_FILTER=self.token_filter(jwt))
+    def issuer_listener(self, jwt: bool = False, etcd: bool = False) -> str:
+        return fill_all(template("issuer_listener.yaml"), TOKEN_FILTER=self.token_filter(jwt, etcd))
 
     def jwt_filter(self, alg: str, cache: bool) -> str:
         jwks = self.hs_jwks if alg == "hs256" else self.es_jwks
@@ -459,14 +489,18 @@ class Material:
                         CACHE="jwt_cache_config: { jwt_cache_size: 1000 }" if cache else "")
 
 
-def guard_stats(t: Target) -> dict[str, int]:
-    time.sleep(0.15)   # the filters write their counters to Envoy on a 50 ms tick
-    r = req(t.admin, "GET", "/stats?format=json&filter=guard")
+def envoy_stats(t: Target, regex: str) -> dict[str, int]:
+    r = req(t.admin, "GET", "/stats?format=json&filter=" + urllib.parse.quote(regex))
     out = {}
     for s in json.loads(r.body).get("stats", []):
         if "name" in s and "value" in s:
             out[s["name"]] = int(s["value"])
     return out
+
+
+def guard_stats(t: Target) -> dict[str, int]:
+    time.sleep(0.15)   # the filters write their counters to Envoy on a 50 ms tick
+    return envoy_stats(t, "guard")
 
 
 def stat_sum(stats: dict[str, int], suffix: str) -> int | None:
@@ -701,6 +735,91 @@ def make_variants(m: Material) -> list[Variant]:
                      method="POST", path="/token", filters=m.token_filter, headers=auth, refresh=True,
                      prepare=refresh_prepare, checks=rf_checks))
 
+    # etcd-*: the same as guard-hit, guard-miss, token-cc and token-refresh with the store on
+    # the bench's etcd cluster (`store.backend: etcd`, a key prefix per run). Each fails
+    # loudly unless it really used etcd: its grants are counted in etcd through the gateway,
+    # and over the measured run Envoy's callouts to the `etcd` cluster and etcd's own counters
+    # (requests served, revision) must add up to the requests measured.
+    def etcd_grants(t: Target, want: int, what: str) -> None:
+        keys, grants = ETCD[0].grants(t.ctx["etcd_prefix"])
+        if grants != want:
+            raise BenchError(f"{what}: etcd holds {grants} grants under {t.ctx['etcd_prefix']} "
+                             f"({keys} bucket keys), expected {want}: the store is not etcd?")
+
+    def etcd_guard_prepare(t: Target):
+        guard_prepare(t)
+        etcd_grants(t, 1, "etcd guard: the token issued for the run")
+
+    def etcd_cc_checks(t: Target):
+        checks = cc_checks(t)
+        etcd_grants(t, sum(1 for _, r, want in checks if want == 200 and r.status == 200),
+                    "etcd-token-cc: the tokens issued by the checks")
+        return checks
+
+    def etcd_refresh_prepare(t: Target):
+        refresh_prepare(t)
+        # 2 * SEEDS + 1 password grants: the seeds (and the checks' seed) are grants in etcd.
+        etcd_grants(t, 2 * SEEDS + 1, "etcd-token-refresh: the password grants of the seeds")
+
+    def etcd_check(kind: str, guard_want: str | None = None):
+        """Over the measured run: every callout to etcd got an answer, none 5xx, and per kind
+        `guard-hit`: cache hits only, the revocation log polled (callouts > 0, none failed);
+        `guard-miss`: a callout and an etcd Range per request; `token-*`: an etcd write
+        (revision) and Txn per request; `token-cc`: also every token issued is a grant in etcd."""
+        def check(t: Target, measured: int, before: dict[str, int]) -> str | None:
+            notes = [guard_cache_check(guard_want)(t, measured, before)] if guard_want else []
+            d = t.ctx["etcd"]
+            name = t.ctx.get("variant", kind)
+            if d["errors"]:
+                raise BenchError(f"{name}: callouts to etcd failed over the measured run: {d['errors']} "
+                                 f"(Envoy's cluster.etcd.* counters)")
+            if kind == "guard-hit":
+                after = guard_stats(t)
+                failed = ((stat_sum(after, "guard.revocation_poll_failed") or 0)
+                          - (stat_sum(before, "guard.revocation_poll_failed") or 0))
+                if d["callouts"] == 0 or d["range"] == 0 or failed:
+                    raise BenchError(f"{name}: the guard did not poll etcd's revocation log over the run "
+                                     f"({d['callouts']} callouts, etcd served {d['range']} ranges, "
+                                     f"{failed} polls failed)")
+            elif kind == "guard-miss":
+                if d["callouts"] < measured or d["range"] < measured:
+                    raise BenchError(f"{name}: {d['callouts']} callouts to etcd and {d['range']} ranges "
+                                     f"served by etcd for {measured} measured requests")
+            else:
+                if d["revisions"] < measured or d["txn"] < measured:
+                    raise BenchError(f"{name}: etcd committed {d['revisions']} writes ({d['txn']} txns) "
+                                     f"for {measured} measured requests")
+                if kind == "token-cc":
+                    keys, grants = ETCD[0].grants(t.ctx["etcd_prefix"])
+                    if grants < measured:
+                        raise BenchError(f"{name}: {grants} grants in etcd after {measured} measured issuances")
+                    notes.append(f"{grants} grants in {keys} bucket keys in etcd")
+            notes.append(f"etcd over the measured run: {d['callouts']} callouts ({d['answers_4xx']} answered "
+                         f"4xx), {d['range']} ranges, {d['txn']} txns, {d['lease']} lease grants, "
+                         f"{d['revisions']} revisions")
+            return "; ".join(notes)
+        return check
+
+    V.append(Variant("etcd-guard-hit", "guard", "bearer guard, token in the validation cache, store etcd "
+                     "(revocation log polled every 50 ms)", 200, etcd=True, vs="guard-hit",
+                     filters=lambda: m.guard_filter(None, etcd=True), extra=lambda: m.issuer_listener(etcd=True),
+                     headers=bearer, prepare=etcd_guard_prepare, checks=gchecks,
+                     post_check=etcd_check("guard-hit", "hit")))
+    V.append(Variant("etcd-guard-miss", "guard", "bearer guard, cache disabled, store etcd: an etcd read "
+                     "(callout) per request", 200, etcd=True, vs="guard-miss",
+                     filters=lambda: m.guard_filter({"max_entries": 0}, etcd=True),
+                     extra=lambda: m.issuer_listener(etcd=True), headers=bearer, prepare=etcd_guard_prepare,
+                     checks=gchecks, post_check=etcd_check("guard-miss", "miss")))
+    V.append(Variant("etcd-token-cc", "token", "POST /token, client_credentials, store etcd", 200,
+                     etcd=True, vs="token-cc", method="POST", path="/token",
+                     filters=lambda: m.token_filter(etcd=True), headers=auth,
+                     body=lambda t: "grant_type=client_credentials", checks=etcd_cc_checks,
+                     post_check=etcd_check("token-cc")))
+    V.append(Variant("etcd-token-refresh", "token", "POST /token, refresh_token grant (rotation), store etcd",
+                     200, etcd=True, vs="token-refresh", method="POST", path="/token",
+                     filters=lambda: m.token_filter(etcd=True), headers=auth, refresh=True,
+                     prepare=etcd_refresh_prepare, checks=rf_checks, post_check=etcd_check("token-refresh")))
+
     def peer_checks(t: Target):
         ok = post_token(t.port, "grant_type=client_credentials&scope=default", PEER_CLIENT_ID, PEER_CLIENT_SECRET)
         tok = token_field(ok, "access_token")
@@ -718,7 +837,8 @@ def make_variants(m: Material) -> list[Variant]:
                      headers=lambda t: {**FORM, "Authorization": basic(PEER_CLIENT_ID, PEER_CLIENT_SECRET)},
                      body=lambda t: "grant_type=client_credentials&scope=default", checks=peer_checks))
     if BASELINE_WASM:
-        V += [dataclasses.replace(v, name=v.name + "@base") for v in V if v.group in ("guard", "token")]
+        V += [dataclasses.replace(v, name=v.name + "@base", vs=v.vs and v.vs + "@base")
+              for v in V if v.group in ("guard", "token")]
     return V
 
 
@@ -754,9 +874,12 @@ MAT: list = []
 def start_envoy(v: Variant, tag: str) -> tuple[subprocess.Popen, Target]:
     if MAT:
         MAT[0].wasm = MAT[0].base_wasm if v.name.endswith("@base") else MAT[0].main_wasm
+        # A key prefix of its own per run: its grants are the only ones under it.
+        MAT[0].etcd_prefix = f"/bench/{tag}/" if v.etcd else ""
     cfg = fill_all(template("envoy.yaml"),
                    HTTP_FILTERS=v.filters() if v.filters else "",
-                   EXTRA_LISTENERS=v.extra() if v.extra else "")
+                   EXTRA_LISTENERS=v.extra() if v.extra else "",
+                   CLUSTERS=ETCD[0].envoy_cluster() if v.etcd else "")
     cfg_path = RUN_DIR / f"{tag}.yaml"
     cfg_path.write_text(cfg)
     addr_path = RUN_DIR / f"{tag}.admin"
@@ -785,6 +908,13 @@ def start_envoy(v: Variant, tag: str) -> tuple[subprocess.Popen, Target]:
     t = Target(ports["bench"], admin)
     if "issuer" in ports:
         t.ctx["issuer"] = ports["issuer"]
+    if v.etcd:
+        t.ctx["etcd_prefix"] = MAT[0].etcd_prefix
+        # Envoy can be ready before its health checks found the members: until then a
+        # callout finds no healthy host.
+        wait_until(lambda: envoy_stats(t, r"^cluster\.etcd\.membership_healthy$")
+                   .get("cluster.etcd.membership_healthy") == ETCD_MEMBERS,
+                   20, f"Envoy ({v.name}): healthy etcd members", p, logfile)
     return p, t
 
 
@@ -806,6 +936,184 @@ def start_peer(tag: str) -> tuple[subprocess.Popen, Target]:
 
     wait_until(up, 30, "oidc-provider", p, logfile)
     return p, Target(port, None)
+
+
+# ---------------------------------------------------------------------------------
+# etcd: the store of the etcd-* variants
+# ---------------------------------------------------------------------------------
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports: all bound at once, then released."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def b64(s: str | bytes) -> str:
+    return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
+
+
+def prom(text: str) -> dict[str, float]:
+    """Prometheus text format -> {'name{labels}': value} (comments skipped)."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            k, _, v = line.rpartition(" ")
+            try:
+                out[k] = float(v)
+            except ValueError:
+                pass
+    return out
+
+
+# etcd's own counters read around each measured run of an etcd-* variant, summed over the
+# members: requests it served (by gRPC method: the JSON gateway calls etcd's gRPC server),
+# their server-side handling time (--metrics extensive), and its WAL fsyncs.
+ETCD_METRICS = {
+    "range": 'grpc_server_handled_total{grpc_code="OK",grpc_method="Range",grpc_service="etcdserverpb.KV",grpc_type="unary"}',
+    "txn": 'grpc_server_handled_total{grpc_code="OK",grpc_method="Txn",grpc_service="etcdserverpb.KV",grpc_type="unary"}',
+    "lease": 'grpc_server_handled_total{grpc_code="OK",grpc_method="LeaseGrant",grpc_service="etcdserverpb.Lease",grpc_type="unary"}',
+    "range_s": 'grpc_server_handling_seconds_sum{grpc_method="Range",grpc_service="etcdserverpb.KV",grpc_type="unary"}',
+    "range_n": 'grpc_server_handling_seconds_count{grpc_method="Range",grpc_service="etcdserverpb.KV",grpc_type="unary"}',
+    "txn_s": 'grpc_server_handling_seconds_sum{grpc_method="Txn",grpc_service="etcdserverpb.KV",grpc_type="unary"}',
+    "txn_n": 'grpc_server_handling_seconds_count{grpc_method="Txn",grpc_service="etcdserverpb.KV",grpc_type="unary"}',
+    "fsync_s": "etcd_disk_wal_fsync_duration_seconds_sum",
+    "fsync_n": "etcd_disk_wal_fsync_duration_seconds_count",
+}
+
+
+class EtcdCluster:
+    """ETCD_MEMBERS etcd members on 127.0.0.1 (free ports), started once for the whole bench when
+    an etcd-* variant is selected. Flags as tests/common/etcd.rs (etcd's default 100/1000 ms
+    election timing, revision compaction) plus `--metrics extensive` (server-side handling
+    time per gRPC method). Data dirs in a temp dir, removed by close() (at the end, and at
+    exit: atexit also runs on the bench's signal handler and on failure); logs in bench/.run.
+    Each run of an etcd-* variant gets its own key prefix, so runs never see each other's grants."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="envoy-oauth2-bench-etcd-"))
+        self.procs: list[subprocess.Popen] = []
+        self.client_ports: list[int] = []
+        atexit.register(self.close)
+        for attempt in range(5):
+            if self._start(attempt):
+                return
+        raise BenchError("etcd: the cluster did not start after 5 attempts (ports taken?)")
+
+    def _start(self, attempt: int) -> bool:
+        ports = free_ports(2 * ETCD_MEMBERS)
+        self.client_ports = ports[:ETCD_MEMBERS]
+        peers = ports[ETCD_MEMBERS:]
+        initial = ",".join(f"m{i}=http://127.0.0.1:{peers[i]}" for i in range(ETCD_MEMBERS))
+        token = f"envoy-oauth2-bench-{os.getpid()}-{attempt}-{time.time_ns()}"
+        logs = []
+        for i in range(ETCD_MEMBERS):
+            client, peer = f"http://127.0.0.1:{self.client_ports[i]}", f"http://127.0.0.1:{peers[i]}"
+            logs.append(RUN_DIR / f"etcd-m{i}.log")
+            self.procs.append(spawn(pinned(ETCD_CORE, [
+                ETCD_BIN, "--name", f"m{i}", "--data-dir", str(self.dir / f"a{attempt}-m{i}"),
+                "--listen-client-urls", client, "--advertise-client-urls", client,
+                "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                "--initial-cluster", initial, "--initial-cluster-token", token,
+                "--initial-cluster-state", "new",
+                "--heartbeat-interval", "100", "--election-timeout", "1000",
+                "--auto-compaction-mode", "revision", "--auto-compaction-retention", "1000",
+                "--metrics", "extensive"]), logs[i]))
+        try:
+            for i in range(ETCD_MEMBERS):
+                wait_until(lambda i=i: json.loads(req(self.client_ports[i], "GET", "/health").body)
+                           .get("health") == "true", 20, f"etcd member m{i}", self.procs[i], logs[i])
+            return True
+        except BenchError:
+            taken = any("address already in use" in tail(lg, 200) for lg in logs)
+            self._stop_members()
+            if taken and attempt < 4:
+                log("etcd: a port was taken meanwhile, retrying with other ports")
+                return False
+            raise
+
+    def _stop_members(self) -> None:
+        # etcd is crash-safe (WAL): a member that does not stop at once (a stopping leader
+        # hands its leadership on, which waits on members that are stopping too) gets SIGKILL.
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=5)
+        self.procs = []
+
+    def close(self) -> None:
+        self._stop_members()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def alive(self) -> None:
+        dead = [i for i, p in enumerate(self.procs) if p.poll() is not None]
+        if dead:
+            raise BenchError(f"etcd member(s) {dead} exited:\n" +
+                             "\n".join(tail(RUN_DIR / f"etcd-m{i}.log") for i in dead))
+
+    def gateway(self, path: str, body: dict) -> dict:
+        """POST to the v3 JSON gateway of the first member that answers 200."""
+        errs = []
+        for port in self.client_ports:
+            try:
+                r = req(port, "POST", path, {"Content-Type": "application/json"}, json.dumps(body))
+                if r.status == 200:
+                    return json.loads(r.body)
+                errs.append(f"{port}: HTTP {r.status} {r.body[:200]}")
+            except (OSError, ValueError, http.client.HTTPException) as e:
+                errs.append(f"{port}: {e}")
+        raise BenchError(f"etcd gateway {path} failed on every member: {errs}")
+
+    def revision(self) -> int:
+        """The cluster's revision: +1 per committed write transaction (a failed compare: +0)."""
+        h = self.gateway("/v3/kv/range", {"key": b64("/bench-revision-probe"), "count_only": True})["header"]
+        return int(h["revision"])
+
+    def grants(self, prefix: str) -> tuple[int, int]:
+        """(bucket keys, grants) this run's filters stored under `prefix`: every bucket key
+        `<prefix>oauth2/g/<n>` (store/keys.rs), each value a bucket whose header is
+        `version u8 = 1 | count u16` (store/bucket.rs)."""
+        g = prefix + "oauth2/g/"
+        ans = self.gateway("/v3/kv/range", {"key": b64(g), "range_end": b64(prefix + "oauth2/g0")})
+        keys = grants = 0
+        for kv in ans.get("kvs", []):
+            v = base64.b64decode(kv.get("value", ""))
+            if len(v) < 3 or v[0] != 1:
+                raise BenchError(f"etcd: {base64.b64decode(kv['key'])!r} is not a bucket: {v[:16]!r}")
+            keys += 1
+            grants += int.from_bytes(v[1:3], "big")
+        return keys, grants
+
+    def metrics(self) -> dict[str, float]:
+        out = dict.fromkeys(ETCD_METRICS, 0.0)
+        for port in self.client_ports:
+            m = prom(req(port, "GET", "/metrics").body)
+            for k, name in ETCD_METRICS.items():
+                out[k] += m.get(name, 0.0)
+        return out
+
+    def cpu_ticks(self) -> int:
+        return sum(proc_cpu_ticks(p.pid) for p in self.procs)
+
+    def envoy_cluster(self) -> str:
+        """The Envoy cluster `etcd` (static_resources.clusters) in front of the members:
+        tests/common/etcd.rs's envoy_etcd_cluster_yaml, = envoy/fleet.yaml's."""
+        eps = "\n".join(f"- endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, "
+                        f"port_value: {p} }} }} }}" for p in self.client_ports)
+        return fill_all(template("etcd_cluster.yaml"), ENDPOINTS=eps)
+
+
+ETCD: list[EtcdCluster] = []
 
 
 # ---------------------------------------------------------------------------------
@@ -911,9 +1219,39 @@ def verify_statuses(v: Variant, res: dict, phase: str) -> None:
         raise BenchError(f"{v.name} ({phase}): " + "; ".join(problems))
 
 
+# Callouts that got no answer from etcd, or a 5xx. A 4xx is one of etcd's own answers the store
+# handles: "lease not found" when a write is the first of its lease slice (the store grants the
+# lease and sends the write again), so it is counted apart (`answers_4xx`), not as a failure.
+ETCD_ERRORS = ("upstream_rq_5xx", "upstream_rq_timeout", "upstream_rq_pending_overflow",
+               "upstream_cx_connect_fail")
+
+
+def etcd_snapshot(t: Target) -> dict:
+    """Envoy's callouts to the `etcd` cluster, etcd's counters and its revision."""
+    env = envoy_stats(t, r"^cluster\.etcd\.(upstream_rq_total|upstream_cx_total|upstream_rq_4xx|"
+                      + "|".join(ETCD_ERRORS) + ")$")
+    return {"envoy": env, "etcd": ETCD[0].metrics(), "rev": ETCD[0].revision()}
+
+
+def etcd_delta(a: dict, b: dict) -> dict:
+    e = {k: b["etcd"][k] - a["etcd"][k] for k in ETCD_METRICS}
+    env = lambda k: b["envoy"].get(f"cluster.etcd.{k}", 0) - a["envoy"].get(f"cluster.etcd.{k}", 0)
+    return {"callouts": env("upstream_rq_total"), "connections": env("upstream_cx_total"),
+            "errors": {k: env(k) for k in ETCD_ERRORS if env(k)}, "answers_4xx": env("upstream_rq_4xx"),
+            "revisions": b["rev"] - a["rev"], "range": int(e["range"]), "txn": int(e["txn"]),
+            "lease": int(e["lease"]),
+            "range_ms": 1e3 * e["range_s"] / e["range_n"] if e["range_n"] else None,
+            "txn_ms": 1e3 * e["txn_s"] / e["txn_n"] if e["txn_n"] else None,
+            "fsync_ms": 1e3 * e["fsync_s"] / e["fsync_n"] if e["fsync_n"] else None,
+            "fsyncs": int(e["fsync_n"])}
+
+
 def measure(v: Variant, rnd: int) -> dict:
     tag = f"{v.name}-r{rnd}"
+    if v.etcd:
+        ETCD[0].alive()
     proc, t = start_peer(tag) if v.peer else start_envoy(v, tag)
+    t.ctx["variant"] = v.name
     try:
         v.prepare(t)
         checks = v.checks(t)
@@ -925,10 +1263,16 @@ def measure(v: Variant, rnd: int) -> dict:
         verify_statuses(v, warm, "warm-up")
         before = guard_stats(t) if v.post_check else {}
         wait_quiet()
+        e0 = etcd_snapshot(t) if v.etcd else None
+        k0 = ETCD[0].cpu_ticks() if ETCD else 0
         c0, b0 = proc_cpu_ticks(proc.pid), cores_busy()
         res = wrk(v, t, SECONDS, tag, seeds[SEEDS:] if seeds else None)
         c1, b1 = proc_cpu_ticks(proc.pid), cores_busy()
+        k1 = ETCD[0].cpu_ticks() if ETCD else 0
+        e1 = etcd_snapshot(t) if v.etcd else None
         verify_statuses(v, res, "measured")
+        if v.etcd:
+            t.ctx["etcd"] = etcd_delta(e0, e1)
         note = v.post_check(t, res["requests"], before) if v.post_check else None
         if proc.poll() is not None:
             raise BenchError(f"{v.name}: server exited during the run")
@@ -936,6 +1280,7 @@ def measure(v: Variant, rnd: int) -> dict:
         stop(proc)
     secs = res["duration_us"] / 1e6
     server_s = (c1 - c0) / CLK_TCK
+    etcd_s = (k1 - k0) / CLK_TCK     # the etcd members (idle unless the variant is etcd-*)
     busy = {k: (b1[k][0] - b0[k][0]) / max(1, b1[k][1] - b0[k][1]) for k in b1 if k in b0}
     all_busy_s = (b1["cpu"][0] - b0["cpu"][0]) / CLK_TCK
     run = {
@@ -945,10 +1290,21 @@ def measure(v: Variant, rnd: int) -> dict:
         "server_cpu_pct": 100 * server_s / secs,
         "wrk_cpu_pct": 100 * res["wrk_cpu_s"] / secs,
         "core_busy_pct": {k: round(100 * b, 1) for k, b in busy.items() if k != "cpu"},
-        "other_cpu_pct": max(0.0, 100 * (all_busy_s - server_s - res["wrk_cpu_s"]) / secs),
+        "other_cpu_pct": max(0.0, 100 * (all_busy_s - server_s - res["wrk_cpu_s"] - etcd_s) / secs),
         "bad": res["bad"], "errors": res["errors"],
         "checks": [f"{d}: {r.status}" for d, r, _ in checks],
     }
+    if ETCD:
+        run["etcd_cpu_pct"] = 100 * etcd_s / secs
+    if v.etcd:
+        d, n = t.ctx["etcd"], res["requests"]
+        run["etcd"] = {
+            "cpu_us_per_req": etcd_s * 1e6 / n, "callouts_per_req": d["callouts"] / n,
+            "connections_per_req": d["connections"] / n,
+            "range_per_req": d["range"] / n, "txn_per_req": d["txn"] / n, "lease_per_req": d["lease"] / n,
+            "revisions_per_req": d["revisions"] / n, "fsyncs_per_req": d["fsyncs"] / n,
+            "range_ms": d["range_ms"], "txn_ms": d["txn_ms"], "fsync_ms": d["fsync_ms"],
+        }
     if note:
         run["note"] = note
     for k in ("first_ms", "second_ms"):
@@ -967,6 +1323,7 @@ def med(xs):
 
 def summarize(variants: list[Variant], runs: list[dict]) -> dict:
     by = {v.name: [r for r in runs if r["variant"] == v.name] for v in variants}
+    rps_of = {(r["variant"], r["round"]): r["rps"] for r in runs}
     base = {r["round"]: r["rps"] for r in by.get("none", [])}
     base_cpu = {r["round"]: r["server_cpu_us_per_req"] for r in by.get("none", [])}
     out = {}
@@ -990,6 +1347,14 @@ def summarize(variants: list[Variant], runs: list[dict]) -> dict:
             "wrk_cpu_pct": med([r["wrk_cpu_pct"] for r in rs]),
             "other_cpu_pct": med([r["other_cpu_pct"] for r in rs]),
         }
+        if v.vs:
+            # etcd-*: the ratio to its shared-data variant, round by round like `x none`.
+            vs = [r["rps"] / rps_of[(v.vs, r["round"])] for r in rs if (v.vs, r["round"]) in rps_of]
+            out[v.name].update({"store": "etcd", "vs": v.vs, "vs_ratio": med(vs),
+                                "vs_ratio_runs": [round(x, 3) for x in vs]})
+        if v.etcd:
+            e = [r["etcd"] for r in rs]
+            out[v.name]["etcd"] = {k: med([x[k] for x in e if x[k] is not None]) for k in e[0]}
     return out
 
 
@@ -1025,6 +1390,24 @@ def targets(s: dict) -> list[dict]:
             t("/token client_credentials >= 10x oidc-provider", x >= 10, f"{x:.1f}x")
         else:
             t("/token client_credentials >= 10x oidc-provider", None, "oidc-provider not measured")
+
+    # etcd-*: against the same variant on shared data (ratios taken round by round).
+    def vs(name: str, want: float, label: str) -> None:
+        if name not in s:
+            return
+        x = s[name]
+        if x.get("vs") not in s:
+            t(label, None, f"{x.get('vs')} not measured")
+            return
+        t(label, x["vs_ratio"] >= want, f"{x['vs_ratio']:.2f}x ({x['rps']:.0f} vs {s[x['vs']]['rps']:.0f} req/s)")
+
+    vs("etcd-guard-hit", 0.95, "etcd-guard-hit >= 0.95x guard-hit")
+    if "etcd-guard-miss" in s:
+        x = s["etcd-guard-miss"]
+        t("etcd-guard-miss p99 < 5 ms", x["p99_ms"] < 5,
+          f"p99 {x['p99_ms']:.2f} ms, p50 {x['p50_ms']:.2f} ms at {x['rps']:.0f} req/s")
+    vs("etcd-token-cc", 0.2, "etcd /token client_credentials >= 0.2x token-cc")
+    vs("etcd-token-refresh", 0.2, "etcd /token refresh_token >= 0.2x token-refresh")
     return out
 
 
@@ -1056,28 +1439,51 @@ def breakdown(s: dict) -> list[str]:
     return out
 
 
+def etcd_breakdown(s: dict) -> list[str]:
+    """Per request of the etcd-* variants (medians over rounds): what it adds to its shared-data
+    variant (p50 latency, Envoy CPU), the callouts Envoy made to etcd, what etcd served (its gRPC
+    counters, with the mean server-side time of a Range/Txn), its WAL fsyncs and its CPU."""
+    names = [n for n in s if "etcd" in s[n]]
+    if not names:
+        return []
+    out = ["etcd-* per request (medians; etcd figures summed over its members, times as etcd measured them):"]
+    ms = lambda v: "" if v is None or v != v else f" ({v:.2f} ms)"
+    for n in names:
+        x, e = s[n], s[n]["etcd"]
+        base = s.get(x.get("vs"))
+        out.append(f"  {n:<19} " + (f"vs {x['vs']}: p50 {x['p50_ms'] - base['p50_ms']:+.2f} ms, Envoy CPU "
+                                     f"{x['cpu_us'] - base['cpu_us']:+.1f} us" if base else ""))
+        conns = f", {e['connections_per_req']:.2f} new connections" if "connections_per_req" in e else ""
+        out.append(f"      {e['callouts_per_req']:.2f} callouts{conns}; etcd: {e['range_per_req']:.2f} Range"
+                   f"{ms(e.get('range_ms'))} {e['txn_per_req']:.2f} Txn{ms(e.get('txn_ms'))} "
+                   f"{e['fsyncs_per_req']:.2f} fsync{ms(e.get('fsync_ms'))}, CPU {e['cpu_us_per_req']:.0f} us")
+    return out
+
+
 def table(s: dict) -> str:
-    hdr = ["variant", "status", "req/s", "x none", "rounds x none", "p50 ms", "p99 ms", "CPU us/req",
-           "x none (CPU)", "srv CPU%", "wrk CPU%"]
+    hdr = ["variant", "status", "req/s", "x none", "x shared", "rounds x none", "p50 ms", "p99 ms",
+           "CPU us/req", "x none (CPU)", "srv CPU%", "wrk CPU%"]
     rows = []
     for n, x in s.items():
         rows.append([n, str(x["expect"]), f"{x['rps']:.0f}", f"{x['ratio']:.2f}",
+                     f"{x['vs_ratio']:.2f}" if "vs_ratio" in x else "",
                      " ".join(f"{y:.2f}" for y in x["ratio_runs"]), f"{x['p50_ms']:.2f}",
                      f"{x['p99_ms']:.2f}", f"{x['cpu_us']:.1f}", f"{x.get('cpu_ratio', float('nan')):.2f}",
                      f"{x['server_cpu_pct']:.0f}",
                      f"{x['wrk_cpu_pct']:.0f}"])
     w = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(hdr)]
-    fmt = lambda r: "  ".join(c.ljust(w[i]) if i in (0, 4) else c.rjust(w[i]) for i, c in enumerate(r))
+    fmt = lambda r: "  ".join(c.ljust(w[i]) if i in (0, 5) else c.rjust(w[i]) for i, c in enumerate(r))
     return "\n".join([fmt(hdr), fmt(["-" * x for x in w])] + [fmt(r) for r in rows])
 
 
 def markdown(s: dict, tg: list[dict], meta: dict) -> str:
     lines = [f"Latest `make bench` ({meta['date']}, commit {meta['commit']}, {meta['rounds']} rounds x "
              f"{meta['seconds']:.0f} s, wrk -t1 -c{meta['connections']}; Envoy --concurrency 1 on core 0, wrk on core 1)",
-             "", "| variant | status | req/s | × none | p50 ms | p99 ms | Envoy CPU µs/req | × none (CPU) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "", "| variant | status | req/s | × none | × shared data | p50 ms | p99 ms | Envoy CPU µs/req | × none (CPU) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for n, x in s.items():
-        lines.append(f"| `{n}` | {x['expect']} | {x['rps']:.0f} | {x['ratio']:.2f} | {x['p50_ms']:.2f} | "
+        vs = f"{x['vs_ratio']:.2f} (`{x['vs']}`)" if "vs_ratio" in x else ""
+        lines.append(f"| `{n}` | {x['expect']} | {x['rps']:.0f} | {x['ratio']:.2f} | {vs} | {x['p50_ms']:.2f} | "
                      f"{x['p99_ms']:.2f} | {x['cpu_us']:.1f} | {x.get('cpu_ratio', float('nan')):.2f} |")
     lines += ["", "| target | result | measured |", "|---|---|---|"]
     for t in tg:
@@ -1085,12 +1491,15 @@ def markdown(s: dict, tg: list[dict], meta: dict) -> str:
     bd = breakdown(s)
     if bd:
         lines += ["", "```", *bd, "```"]
+    eb = etcd_breakdown(s)
+    if eb:
+        lines += ["", f"etcd: {meta.get('etcd')}, sharing core 1 with wrk.", "", "```", *eb, "```"]
     lines += ["", "![bench chart](latest.svg)", ""]
     return "\n".join(lines)
 
 
 COLORS = {"lua": "#8c564b", "baseline": "#7f7f7f", "wasm": "#b0b0b0", "jwt": "#4c78a8", "guard": "#2ca02c",
-          "token": "#f58518", "peer": "#9467bd"}
+          "token": "#f58518", "peer": "#9467bd", "etcd": "#17becf"}
 
 
 def esc(s: str) -> str:
@@ -1104,7 +1513,7 @@ def svg(s: dict, tg: list[dict], meta: dict) -> str:
     pw1, lab1, gap, pw2, lab2 = 380, 120, 40, 200, 50
     width = left + pw1 + lab1 + gap + pw2 + lab2
     bottom = top + row_h * len(names)
-    bd = breakdown(s)
+    bd = breakdown(s) + etcd_breakdown(s)
     height = bottom + 46 + 16 * (len(tg) + 1) + (14 * len(bd) + 12 if bd else 0)
     max_ratio = max(1.05, max(max(x["ratio_runs"] or [0]) for x in s.values()) * 1.03)
     max_cpu = max(x["cpu_us"] for x in s.values()) * 1.05 or 1.0
@@ -1136,7 +1545,7 @@ def svg(s: dict, tg: list[dict], meta: dict) -> str:
     for i, n in enumerate(names):
         x = s[n]
         y = top + i * row_h
-        col = COLORS.get(x["group"], "#444")
+        col = COLORS.get("etcd" if x.get("store") == "etcd" else x["group"], "#444")
         o.append(f'<text x="{left - 8}" y="{y + 16}" text-anchor="end">{esc(n)}</text>')
         o.append(f'<rect x="{left}" y="{y + 5}" width="{max(1.0, X1(x["ratio"]) - left):.1f}" '
                  f'height="{row_h - 10}" fill="{col}"/>')
@@ -1194,7 +1603,13 @@ def main() -> int:
         unknown = set(only) - {v.name for v in variants} - {"none"}
         if unknown:
             raise BenchError(f"BENCH_VARIANTS: unknown {sorted(unknown)}; known: {[v.name for v in variants]}")
-        variants = [v for v in variants if v.name.removesuffix("@base") in only or v.name == "none"]
+        # `none` always runs (every ratio is to it); an etcd-* variant brings its shared-data
+        # counterpart (its ratio is to that).
+        wanted = set(only) | {v.vs for v in variants if v.name in only and v.vs}
+        added = sorted(wanted - set(only))
+        if added:
+            log(f"BENCH_VARIANTS: adding {', '.join(added)} (compared with the etcd-* variants)")
+        variants = [v for v in variants if v.name.removesuffix("@base") in wanted or v.name == "none"]
     else:
         variants = [v for v in variants if not v.experiment]
     envoy_full = subprocess.run([str(ENVOY_BIN), "--version"], capture_output=True, text=True).stdout.strip()
@@ -1204,14 +1619,25 @@ def main() -> int:
     log(f"bench: {len(variants)} variants x {ROUNDS} rounds, {WARMUP:g}+{SECONDS:g} s each "
         f"(about {est / 60:.0f} min); Envoy {envoy_ver} --concurrency 1 on core {ENVOY_CORE}, "
         f"{wrk_ver.split(' [')[0]} -t1 -c{CONNECTIONS} on core {LOAD_CORE}")
+    if any(v.etcd for v in variants):
+        if shutil.which(ETCD_BIN) is None:
+            raise BenchError(f"no etcd ({ETCD_BIN}) for the etcd-* variants: run `make setup` "
+                             "(it installs etcd-server), or leave them out with BENCH_VARIANTS")
+        ETCD.append(EtcdCluster())
+        etcd_ver = subprocess.run([ETCD_BIN, "--version"], capture_output=True, text=True).stdout.split("\n")[0].replace(" Version:", "")
+        log(f"etcd: {etcd_ver}, {ETCD_MEMBERS} members on 127.0.0.1:{','.join(map(str, ETCD[0].client_ports))} "
+            f"(core {ETCD_CORE}, data in {ETCD[0].dir})")
+    else:
+        etcd_ver = None
     runs = []
     for rnd in range(1, ROUNDS + 1):
         for v in variants:
             r = measure(v, rnd)
             runs.append(r)
             warn = f"  [other processes used {r['other_cpu_pct']:.0f}% of a core]" if r["other_cpu_pct"] > 10 else ""
+            ec = f"  etcd {r['etcd']['cpu_us_per_req']:.0f} us/req" if "etcd" in r else ""
             log(f"  round {rnd}  {v.name:<18} {r['rps']:>8.0f} req/s  p50 {r['latency_us']['p50'] / 1e3:5.2f} ms"
-                f"  p99 {r['latency_us']['p99'] / 1e3:6.2f} ms  {r['server_cpu_us_per_req']:6.1f} us/req{warn}")
+                f"  p99 {r['latency_us']['p99'] / 1e3:6.2f} ms  {r['server_cpu_us_per_req']:6.1f} us/req{ec}{warn}")
     s = summarize(variants, runs)
     tg = targets(s)
     meta = {
@@ -1222,6 +1648,7 @@ def main() -> int:
                      if l.startswith("model name")), platform.processor()),
         "cores": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
         "pbkdf2_iterations": HASH_ITERATIONS, "nice": NICE if os.geteuid() == 0 else None,
+        "etcd": etcd_ver and f"{etcd_ver}, {ETCD_MEMBERS} members on core {ETCD_CORE}",
         "method": "one Envoy per run (--concurrency 1, taskset core 0); wrk -t1 on core 1; warm-up then "
                   "measured run; ratio to `none` per round, then median; CPU = utime+stime of the server "
                   "process over the measured run / requests",
@@ -1239,6 +1666,11 @@ def main() -> int:
         log(line)
     if bd:
         log("")
+    eb = etcd_breakdown(s)
+    for line in eb:
+        log(line)
+    if eb:
+        log("")
     if first:
         log(f"Client secrets are PBKDF2-SHA256 ({HASH_ITERATIONS} iterations, `hash-secret --iterations "
             f"{HASH_ITERATIONS}`). The per-worker credential cache makes that a one-time cost: the first "
@@ -1255,10 +1687,12 @@ def main() -> int:
             f"of a core; interleaved rounds spread that over every variant, but ratios are noisier.")
     meta["elapsed_s"] = round(time.monotonic() - t_start, 1)
     meta["quiet_wait_s"] = round(QUIET["waited_s"], 1)
-    doc = {"meta": meta, "summary": s, "targets": tg, "breakdown": bd, "runs": runs}
+    doc = {"meta": meta, "summary": s, "targets": tg, "breakdown": bd, "etcd": eb, "runs": runs}
     (OUT_DIR / "latest.json").write_text(json.dumps(doc, indent=1) + "\n")
     (OUT_DIR / "latest.svg").write_text(svg(s, tg, meta))
     (OUT_DIR / "latest.md").write_text(markdown(s, tg, meta))
+    if ETCD:
+        ETCD[0].close()
     stop_all()
     alive = [p.pid for p in STARTED if p.poll() is None]
     if alive:
