@@ -13,11 +13,19 @@ use crate::token::{MintedToken, ParsedToken, TokenKind};
 pub(super) struct Insert {
     pub(super) grant: Grant,
     pub(super) limit: usize,
+    /// Look for the grant first (remote stores, where a write's answer can be
+    /// lost after it was applied; locally a write's outcome is always known).
+    pub(super) may_be_there: bool,
 }
 
 impl BucketTxn for Insert {
     type Output = bool;
     fn apply(&mut self, bucket: &mut Bucket, _now: u64) -> Step<bool> {
+        // Already there: an earlier try of this very insert was applied though
+        // its answer was lost (grant ids are random). Never twice.
+        if self.may_be_there && bucket.find_mut(&self.grant.id).is_some() {
+            return Step::Done(true);
+        }
         if bucket.len() >= self.limit {
             return Step::Done(false);
         }
@@ -155,5 +163,56 @@ impl BucketTxn for Revoke<'_> {
             refresh_fingerprint: g.refresh.as_ref().map(|r| r.hash.fingerprint()),
             user: g.user.clone(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::opaque::GRANT_ID_BYTES;
+    use crate::token::TokenHash;
+
+    fn grant(n: u8) -> Grant {
+        Grant {
+            id: [n; GRANT_ID_BYTES],
+            client_id: "c".into(),
+            user: None,
+            scope: "default".into(),
+            issued_at: 1000,
+            access_hash: TokenHash([n; 16]),
+            access_expires_at: 4600,
+            refresh: None,
+            previous_refresh: None,
+            grace_used: false,
+            revoked: false,
+            code: None,
+        }
+    }
+
+    #[test]
+    fn an_insert_found_applied_already_is_not_applied_twice() {
+        // The bucket as a lost compare brings it back, encoded: our earlier try is in it.
+        let stored = Bucket::with_grants(vec![grant(1), grant(2)]).encode();
+        let mut again = Insert {
+            grant: grant(2),
+            limit: 16,
+            may_be_there: true,
+        };
+        let mut b = Bucket::decode_lazy(&stored).unwrap();
+        assert!(matches!(again.apply(&mut b, 1001), Step::Done(true)));
+        // A new grant goes in; a full bucket refuses it.
+        let mut new = Insert {
+            grant: grant(3),
+            limit: 3,
+            may_be_there: true,
+        };
+        assert!(matches!(new.apply(&mut b, 1001), Step::Write(true)));
+        assert_eq!(b.len(), 3);
+        let mut full = Insert {
+            grant: grant(4),
+            limit: 3,
+            may_be_there: true,
+        };
+        assert!(matches!(full.apply(&mut b, 1001), Step::Done(false)));
     }
 }

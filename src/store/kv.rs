@@ -55,7 +55,19 @@ pub enum Command {
 pub enum Answer {
     Got(Result<Stored, Unavailable>),
     Put(Result<(), WriteError>),
+    /// A conditional write lost its compare; the key as it is now (etcd sends
+    /// it in the same answer, so the retry needs no read).
+    Lost(Stored),
     Scanned(Result<ScanPage, Unavailable>),
+}
+
+/// Why a conditional write did not happen (see [`Kv::put_reporting`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutFailed {
+    /// The key was not at the expected version; `Some`: as it is now.
+    Conflict(Option<Stored>),
+    /// The store did not answer, or refused.
+    Unavailable,
 }
 
 /// One page of a [`Command::Scan`]: keys without the store's prefix.
@@ -169,7 +181,45 @@ impl<'a> Kv<'a> {
                 },
                 |a| match a {
                     Answer::Put(r) => r,
+                    Answer::Lost(_) => Err(WriteError::CasMismatch),
                     _ => Err(WriteError::Failed),
+                },
+            ),
+        }
+    }
+
+    /// [`Kv::put`], telling on a conflict what the key holds now when the
+    /// store said so (etcd does; shared data does not).
+    pub fn put_reporting(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expect: Option<u64>,
+        expires_at: u64,
+    ) -> KvCall<Result<(), PutFailed>> {
+        fn failed(e: WriteError) -> PutFailed {
+            match e {
+                WriteError::CasMismatch => PutFailed::Conflict(None),
+                WriteError::Failed => PutFailed::Unavailable,
+            }
+        }
+        match self {
+            Kv::Local(_) => match self.put(key, value, expect, expires_at).take_ready() {
+                Some(r) => KvCall::ready(r.map_err(failed)),
+                None => KvCall::ready(Err(PutFailed::Unavailable)),
+            },
+            Kv::Remote(link) => KvCall::remote(
+                link.clone(),
+                Command::Put {
+                    key: key.to_string(),
+                    value,
+                    expect,
+                    expires_at,
+                },
+                |a| match a {
+                    Answer::Put(r) => r.map_err(failed),
+                    Answer::Lost(now) => Err(PutFailed::Conflict(Some(now))),
+                    _ => Err(PutFailed::Unavailable),
                 },
             ),
         }
@@ -214,6 +264,13 @@ impl<T> KvCall<T> {
     fn ready(v: T) -> Self {
         KvCall {
             state: CallState::Ready(Some(v)),
+        }
+    }
+    /// The value of a call that answered at once (a local store's).
+    fn take_ready(self) -> Option<T> {
+        match self.state {
+            CallState::Ready(v) => v,
+            CallState::Remote { .. } => None,
         }
     }
     fn remote(link: Rc<RemoteLink>, command: Command, decode: fn(Answer) -> T) -> Self {

@@ -1,14 +1,15 @@
 //! Every change to a bucket is a [`BucketTxn`]: a pure function of the bucket's
 //! current content. [`run_txn`] drives one with a bounded CAS retry: read,
-//! `apply`, write with the version it read, and on a conflict read again. It
+//! `apply`, write with the version it read, and on a conflict read again
+//! (unless the store's answer to the lost write said what the bucket holds). It
 //! runs over [`Kv`], so the same transactions run on Envoy shared data (each
 //! call answers at once) and on etcd (each call is a callout, the request
 //! paused in between).
 
-use crate::host::{RandomUnavailable, WriteError};
+use crate::host::RandomUnavailable;
 use crate::store::bucket::Bucket;
 use crate::store::keys::bucket_key;
-use crate::store::kv::{Kv, Unavailable};
+use crate::store::kv::{Kv, PutFailed, Stored, Unavailable};
 
 /// Bounded retries on a CAS conflict before giving up with `Contended`.
 pub const CAS_RETRIES: usize = 32;
@@ -73,9 +74,30 @@ pub async fn run_txn<T: BucketTxn>(
     now: u64,
     report: &mut TxnReport,
 ) -> Result<T::Output, StoreError> {
+    run_txn_from(kv, bucket, txn, now, report, None).await
+}
+
+/// [`run_txn`] starting from `believed`, the bucket as the caller expects it
+/// (remote stores only, whose writes are true compare-and-swaps: a wrong
+/// belief costs one lost compare, whose answer carries the bucket as it is, so
+/// it costs no more than the read it saves). Only for transactions that write
+/// whatever they find, e.g. an insertion believing its new bucket empty.
+pub async fn run_txn_from<T: BucketTxn>(
+    kv: &Kv<'_>,
+    bucket: u32,
+    txn: &mut T,
+    now: u64,
+    report: &mut TxnReport,
+    believed: Option<Stored>,
+) -> Result<T::Output, StoreError> {
     let key = bucket_key(bucket);
+    // Locally an absent version means an unconditional write: never guess there.
+    let mut known = believed.filter(|_| kv.is_remote());
     for _ in 0..CAS_RETRIES {
-        let current = kv.get(&key).await?;
+        let current = match known.take() {
+            Some(stored) => stored,
+            None => kv.get(&key).await?,
+        };
         // Lazy: only the grants the transaction touches are decoded (see `bucket`).
         let mut b = match Bucket::decode_lazy(current.value.as_deref().unwrap_or(&[])) {
             Ok(b) => b,
@@ -93,10 +115,14 @@ pub async fn run_txn<T: BucketTxn>(
                 // The key lives as long as its longest-lived grant (a remote
                 // store lets it lapse then; shared data ignores this).
                 let expires_at = b.expires_at().unwrap_or(now);
-                match kv.put(&key, b.encode(), current.version, expires_at).await {
+                let put = kv.put_reporting(&key, b.encode(), current.version, expires_at);
+                match put.await {
                     Ok(()) => return Ok(out),
-                    Err(WriteError::CasMismatch) => report.cas_retries += 1,
-                    Err(WriteError::Failed) => return Err(StoreError::Unavailable),
+                    Err(PutFailed::Conflict(now_stored)) => {
+                        report.cas_retries += 1;
+                        known = now_stored;
+                    }
+                    Err(PutFailed::Unavailable) => return Err(StoreError::Unavailable),
                 }
             }
         }

@@ -174,7 +174,10 @@ impl Exchange {
             }
             Command::Put { .. } => match gateway::decode_txn(status, body) {
                 Ok(t) if t.succeeded => Step::Done(Answer::Put(Ok(()))),
-                Ok(_) => Step::Done(Answer::Put(Err(WriteError::CasMismatch))),
+                Ok(t) => Step::Done(Answer::Lost(Stored {
+                    version: t.current.as_ref().map(|kv| kv.mod_revision as u64),
+                    value: t.current.map(|kv| kv.value),
+                })),
                 Err(e) => self.retry_or_fail(e, settings, session, now),
             },
         }
@@ -513,12 +516,26 @@ mod tests {
         let exists = br#"{"error":"etcdserver: lease already exists","message":"etcdserver: lease already exists","code":9}"#;
         let step = x.on_response(412, exists, &s, &mut session, 999_000);
         assert_eq!(sent(&step).request.path, "/v3/kv/txn");
-        // A lost compare has no `succeeded`: a conflict, read again.
+        // A lost compare has no `succeeded`: a conflict, with the key as it is
+        // now from the failure branch's range (here: absent).
         let lost = format!(r#"{{{HEADER},"responses":[{{"response_range":{{}}}}]}}"#);
         assert!(matches!(
             x.on_response(200, lost.as_bytes(), &s, &mut session, 999_000),
-            Step::Done(Answer::Put(Err(WriteError::CasMismatch)))
+            Step::Done(Answer::Lost(ref now)) if *now == Stored::default()
         ));
+        let (mut x, _) = Exchange::start(put(Some(5)), &s, &session);
+        let lost = format!(
+            r#"{{{HEADER},"responses":[{{"response_range":{{"kvs":[{{"key":"{}","value":"{}","mod_revision":"6"}}]}}}}]}}"#,
+            B64.encode("/p/k"),
+            B64.encode("newer")
+        );
+        match x.on_response(200, lost.as_bytes(), &s, &mut session, 999_000) {
+            Step::Done(Answer::Lost(now)) => {
+                assert_eq!(now.version, Some(6));
+                assert_eq!(now.value.as_deref(), Some(&b"newer"[..]));
+            }
+            _ => panic!("expected the key as it is now"),
+        }
         let (mut x, step) = Exchange::start(put(None), &s, &session);
         assert_eq!(body(sent(&step))["compare"][0]["target"], "CREATE");
         let won = format!(r#"{{{HEADER},"succeeded":true}}"#);
