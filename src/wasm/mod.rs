@@ -35,9 +35,9 @@ struct PluginRoot {
 
 impl Context for PluginRoot {
     /// Fleet mode: the answer to the guard's poll of the revocation log.
-    fn on_http_call_response(&mut self, _token: u32, _headers: usize, body_size: usize, _: usize) {
+    fn on_http_call_response(&mut self, _token: u32, headers: usize, body_size: usize, _: usize) {
         if let Some(Role::Guard(shared)) = &self.role {
-            shared.on_poll_answer(body_size);
+            shared.on_poll_answer(headers, body_size);
         }
     }
 }

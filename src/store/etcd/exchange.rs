@@ -275,6 +275,21 @@ impl Exchange {
     }
 }
 
+/// The status of a callout answer as [`Exchange::on_response`] takes it: the
+/// `:status` digits, or 0 for no answer. A callout that failed (reset, timed
+/// out before an answer, an answer over Envoy's buffer limit) is called back
+/// with no headers at all; `read_status` is then never called: Envoy refuses
+/// to read the headers of an answer that does not exist (BadArgument), which
+/// the proxy-wasm SDK turns into a panic.
+pub fn callout_status(headers: usize, read_status: impl FnOnce() -> Option<Vec<u8>>) -> u32 {
+    if headers == 0 {
+        return 0;
+    }
+    read_status()
+        .and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -519,6 +534,18 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn a_failed_callout_is_status_0_and_its_headers_are_never_read() {
+        assert_eq!(
+            callout_status(0, || panic!("the host would refuse: BadArgument")),
+            0
+        );
+        assert_eq!(callout_status(3, || Some(b"503".to_vec())), 503);
+        assert_eq!(callout_status(3, || None), 0);
+        assert_eq!(callout_status(3, || Some(b"\xff2".to_vec())), 0);
+        assert_eq!(callout_status(3, || Some(b"OK".to_vec())), 0);
     }
 
     #[test]
