@@ -4,13 +4,10 @@
 
 mod common;
 
+use common::authorize::{form_token, pct_decode, redirect_params, Flow, CB, VERIFIER};
 use common::*;
 use envoy_oauth2::config::secret_hash::hash_secret;
 use envoy_oauth2::oauth::pkce::s256_challenge;
-use std::collections::HashMap;
-
-const CB: &str = "http://127.0.0.1:9/cb";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const GUARD: &str = r#"{"realm":"t","rules":[{"prefix":"/api/"}],"public":[{"path":"/callback"}],"default_action":"allow"}"#;
 
 fn token_config(redirect: &str, extra: &str) -> String {
@@ -36,137 +33,6 @@ pub fn start(port: u16, redirect: &str, extra: &str) -> Envoy {
         ],
         2,
     )
-}
-
-fn form_token(r: &Resp) -> String {
-    let marker = "name=\"form_token\" value=\"";
-    let at = r
-        .body
-        .find(marker)
-        .unwrap_or_else(|| panic!("no form token: {} {}", r.status, r.body));
-    let rest = &r.body[at + marker.len()..];
-    rest[..rest.find('"').unwrap()].to_string()
-}
-
-fn pct_decode(s: &str) -> String {
-    envoy_oauth2::oauth::form::decode_component(s.as_bytes()).unwrap()
-}
-
-/// The parameters a redirect carries (query, or fragment when `fragment`).
-fn redirect_params(r: &Resp, fragment: bool) -> HashMap<String, String> {
-    assert!(
-        r.status == 302 || r.status == 303,
-        "{} {}",
-        r.status,
-        r.body
-    );
-    let loc = r.header("location").unwrap();
-    assert!(loc.starts_with(CB), "{loc}");
-    let part = if fragment {
-        loc.split_once('#').unwrap().1
-    } else {
-        assert!(!loc.contains('#'));
-        loc.split_once('?').unwrap().1
-    };
-    part.split('&')
-        .filter_map(|p| p.split_once('='))
-        .map(|(k, v)| (k.to_string(), pct_decode(v)))
-        .collect()
-}
-
-/// A browser, as far as /authorize needs one: it keeps the cookie it is given.
-struct Flow<'a> {
-    base: &'a str,
-    cookie: std::cell::RefCell<Option<String>>,
-}
-
-impl<'a> Flow<'a> {
-    fn new(base: &'a str) -> Self {
-        Flow {
-            base,
-            cookie: Default::default(),
-        }
-    }
-    fn cookie_header(&self) -> Vec<(&'static str, String)> {
-        self.cookie
-            .borrow()
-            .iter()
-            .map(|c| ("cookie", c.clone()))
-            .collect()
-    }
-    fn page(&self, params: &[(&str, &str)]) -> Resp {
-        let cookie = self.cookie_header();
-        let headers: Vec<(&str, &str)> = cookie.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        let r = get(
-            &format!("{}/authorize?{}", self.base, form_encode(params)),
-            &headers,
-        );
-        if let Some(set) = r.header("set-cookie") {
-            *self.cookie.borrow_mut() = set.split(';').next().map(str::to_string);
-        }
-        r
-    }
-    fn submit(&self, form: &[(&str, &str)]) -> Resp {
-        let cookie = self.cookie_header();
-        let headers: Vec<(&str, &str)> = cookie.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        post_form(&format!("{}/authorize", self.base), form, &headers)
-    }
-    fn approve(&self, page: &Resp) -> Resp {
-        let t = form_token(page);
-        self.submit(&[
-            ("form_token", &t),
-            ("username", "admin"),
-            ("password", "admin"),
-            ("action", "approve"),
-        ])
-    }
-    fn code_page(&self, state: &str) -> Resp {
-        let ch = s256_challenge(VERIFIER);
-        let r = self.page(&[
-            ("response_type", "code"),
-            ("client_id", "spa"),
-            ("redirect_uri", CB),
-            ("scope", "PRODUCTION"),
-            ("state", state),
-            ("code_challenge", &ch),
-            ("code_challenge_method", "S256"),
-        ]);
-        assert_eq!(r.status, 200, "{}", r.body);
-        r
-    }
-    fn code(&self) -> String {
-        let r = self.approve(&self.code_page("st"));
-        let p = redirect_params(&r, false);
-        assert_eq!(p["state"], "st");
-        p["code"].clone()
-    }
-    fn redeem(&self, code: &str, verifier: Option<&str>) -> Resp {
-        let mut f = vec![
-            ("grant_type", "authorization_code"),
-            ("client_id", "spa"),
-            ("code", code),
-            ("redirect_uri", CB),
-        ];
-        if let Some(v) = verifier {
-            f.push(("code_verifier", v));
-        }
-        post_form(&format!("{}/token", self.base), &f, &[])
-    }
-    fn api(&self, token: &str) -> u16 {
-        get(
-            &format!("{}/api/x", self.base),
-            &[("authorization", &format!("Bearer {token}"))],
-        )
-        .status
-    }
-    fn introspect(&self, token: &str) -> bool {
-        let r = post_form(
-            &format!("{}/introspect", self.base),
-            &[("token", token)],
-            &[("authorization", &basic_auth("web", "websecret"))],
-        );
-        r.json()["active"].as_bool().unwrap()
-    }
 }
 
 #[test]

@@ -4,10 +4,12 @@
 //! reaches the other Envoy's guard within the configured bound; an Envoy killed
 //! with SIGKILL comes back with every token; etcd losing one member changes
 //! nothing, losing its quorum gives 503s (never a pass of an unchecked token),
-//! and everything works again once the members return.
+//! and everything works again once the members return. One authorization
+//! code redeemed on both Envoys at once gives tokens once.
 
 mod common;
 
+use common::authorize::{Flow, CB, VERIFIER};
 use common::etcd::{envoy_etcd_cluster_yaml, EtcdCluster};
 use common::*;
 use envoy_oauth2::config::secret_hash::hash_secret;
@@ -48,7 +50,8 @@ fn token_config_with(prefix: &str, extra_clients: &str, revoked: &str) -> String
     };
     format!(
         r#"{{"realm":"test",{},"throttle":{{"max_failures":0}},{revoked}
-            "clients":[{{"client_id":"{C1}","secret_hash":"{}","grant_types":["client_credentials","password","refresh_token"],"scopes":["default","PRODUCTION"]}}{extra_clients}],
+            "clients":[{{"client_id":"{C1}","secret_hash":"{}","grant_types":["client_credentials","password","refresh_token"],"scopes":["default","PRODUCTION"]}},
+                       {{"client_id":"spa","public":true,"grant_types":["authorization_code"],"redirect_uris":["{CB}"],"scopes":["default","PRODUCTION"]}}{extra_clients}],
             "users":[{{"username":"admin","password_hash":"{}","scopes":["default","PRODUCTION"]}}]}}"#,
         store(prefix, false),
         h(S1),
@@ -602,4 +605,73 @@ fn revoked_clients_listed_on_one_envoy_end_that_clients_tokens_on_every_envoy() 
 fn etcd_get_text(etcd: &EtcdCluster, key: &str) -> Option<String> {
     let v = etcd.try_get_on(0, key).unwrap()?;
     Some(String::from_utf8(v).unwrap())
+}
+
+#[test]
+fn one_code_redeemed_on_both_envoys_at_once_gives_tokens_once_then_revokes_them() {
+    let etcd = EtcdCluster::start(3);
+    let a = node(&etcd, "/fleet-g/");
+    let b = node(&etcd, "/fleet-g/");
+    // The login form and the code from A (PKCE, the public client `spa`).
+    let code = Flow::new(&a.base_url("http")).code();
+    const N: usize = 16;
+    let urls = [a.base_url("http"), b.base_url("http")];
+    let barrier = Arc::new(Barrier::new(N));
+    let threads: Vec<_> = (0..N)
+        .map(|i| {
+            let url = urls[i % 2].clone();
+            let code = code.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                Flow::new(&url).redeem(&code, Some(VERIFIER))
+            })
+        })
+        .collect();
+    let answers: Vec<Resp> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status).collect();
+    let wins: Vec<&Resp> = answers.iter().filter(|r| r.status == 200).collect();
+    assert_eq!(wins.len(), 1, "{statuses:?}");
+    let mut descriptions = Vec::new();
+    for r in answers.iter().filter(|r| r.status != 200) {
+        assert_eq!(r.status, 400, "{statuses:?}: {}", r.body);
+        assert_eq!(r.json()["error"], "invalid_grant", "{}", r.body);
+        descriptions.push(r.json()["error_description"].as_str().unwrap().to_string());
+    }
+    // RFC 6749 §4.1.2 as src/store/codes.rs implements it: the code was
+    // presented again after it was redeemed, so the grant it produced is
+    // revoked. Exactly once: the first replay revokes the grant and its record
+    // is reclaimed in the same write, so later ones find no code at all.
+    let replayed = descriptions
+        .iter()
+        .filter(|d| d.contains("the tokens issued for it are revoked"))
+        .count();
+    assert_eq!(replayed, 1, "{descriptions:#?}");
+    assert!(
+        descriptions.iter().all(|d| d.contains("revoked")
+            || d.contains("the authorization code is invalid, expired or already used")),
+        "{descriptions:#?}"
+    );
+    let counted = [&a, &b]
+        .iter()
+        .map(|e| {
+            e.stat("wasmcustom.oauth2.token.code_replay_revoked")
+                .unwrap_or(0)
+        })
+        .sum::<u64>();
+    assert_eq!(counted, 1);
+    // The winner's token is refused on both Envoys.
+    let at = wins[0].json()["access_token"].as_str().unwrap().to_string();
+    for e in [&a, &b] {
+        assert!(
+            until(Duration::from_secs(1), || api(e, &at).status == 401).is_some(),
+            "the token of a replayed code still passes"
+        );
+    }
+    assert_eq!(
+        Flow::new(&b.base_url("http"))
+            .redeem(&code, Some(VERIFIER))
+            .status,
+        400
+    );
 }

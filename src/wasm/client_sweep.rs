@@ -62,14 +62,14 @@ impl ClientSweep {
     }
 
     /// The answer to the sweep's callout.
-    pub fn on_response(&self, etcd: &EtcdClient, body_size: usize) {
+    pub fn on_response(&self, etcd: &EtcdClient, headers: usize, body_size: usize) {
         let Ok(mut state) = self.state.try_borrow_mut() else {
             return;
         };
         let State::Running(flight) = &mut *state else {
             return;
         };
-        let driven = etcd.on_response(flight, body_size);
+        let driven = etcd.on_response(flight, headers, body_size);
         let current = std::mem::replace(&mut *state, State::Finished);
         *state = self.settle(current, driven);
     }

@@ -113,8 +113,8 @@ impl GuardShared {
 
     /// The poll's answer: bump the local generation of every bucket revoked
     /// elsewhere, so this node's caches drop those tokens.
-    pub fn on_poll_answer(&self, body_size: usize) {
-        let (status, body) = call_response(body_size);
+    pub fn on_poll_answer(&self, headers: usize, body_size: usize) {
+        let (status, body) = call_response(headers, body_size);
         let sent = self
             .poll_sent_ms
             .try_borrow_mut()
@@ -242,14 +242,14 @@ impl GuardHttp {
 }
 
 impl Context for GuardHttp {
-    fn on_http_call_response(&mut self, _token: u32, _headers: usize, body_size: usize, _: usize) {
+    fn on_http_call_response(&mut self, _token: u32, headers: usize, body_size: usize, _: usize) {
         let Some(etcd) = self.shared.etcd.clone() else {
             return;
         };
         let Some((flight, _, _)) = self.waiting.as_mut() else {
             return;
         };
-        let action = match etcd.on_response(flight, body_size) {
+        let action = match etcd.on_response(flight, headers, body_size) {
             Driven::Waiting => return,
             Driven::Done(found) => self.finish(found),
             Driven::Failed => self.finish(Err(LookupFailed::Unavailable)),

@@ -37,10 +37,10 @@ struct PluginRoot {
 impl Context for PluginRoot {
     /// Fleet mode: the answer to the guard's poll of the revocation log, or
     /// to the token filter's `revoked_clients` sweep.
-    fn on_http_call_response(&mut self, _token: u32, _headers: usize, body_size: usize, _: usize) {
+    fn on_http_call_response(&mut self, _token: u32, headers: usize, body_size: usize, _: usize) {
         match &self.role {
-            Some(Role::Guard(shared)) => shared.on_poll_answer(body_size),
-            Some(Role::Token(shared)) => shared.on_root_call_answer(body_size),
+            Some(Role::Guard(shared)) => shared.on_poll_answer(headers, body_size),
+            Some(Role::Token(shared)) => shared.on_root_call_answer(headers, body_size),
             None => {}
         }
     }

@@ -15,7 +15,9 @@ use proxy_wasm::types::{BufferType, MapType};
 use super::host::HostClock;
 use crate::config::store::RemoteStore;
 use crate::host::Clock;
-use crate::store::etcd::exchange::{Credentials, EtcdSettings, Exchange, Outgoing, Session, Step};
+use crate::store::etcd::exchange::{
+    callout_status, Credentials, EtcdSettings, Exchange, Outgoing, Session, Step,
+};
 use crate::store::kv::{Progress, RemoteLink, Suspended};
 
 /// One worker's way to etcd.
@@ -63,9 +65,14 @@ impl EtcdClient {
         (flight, driven)
     }
 
-    /// The answer to the callout `flight` waits on (`body_size` from Envoy).
-    pub fn on_response<T>(&self, flight: &mut InFlight<T>, body_size: usize) -> Driven<T> {
-        let (status, body) = call_response(body_size);
+    /// The answer to the callout `flight` waits on (`headers` and `body_size` from Envoy).
+    pub fn on_response<T>(
+        &self,
+        flight: &mut InFlight<T>,
+        headers: usize,
+        body_size: usize,
+    ) -> Driven<T> {
+        let (status, body) = call_response(headers, body_size);
         let Some(exchange) = flight.exchange.as_mut() else {
             return Driven::Failed;
         };
@@ -156,15 +163,19 @@ impl EtcdClient {
     }
 }
 
-/// Status and body of the callout answer at hand; status 0 when there is none
-/// (Envoy reports a failed callout with no headers).
-pub fn call_response(body_size: usize) -> (u32, Vec<u8>) {
+/// Status and body of the callout answer at hand (`headers` and `body_size`
+/// as Envoy called back with them); status 0 when there is none: Envoy reports
+/// a failed callout with no headers, and then refuses to read them.
+pub fn call_response(headers: usize, body_size: usize) -> (u32, Vec<u8>) {
     // The bytes form: the SDK's string form panics on non-UTF-8.
-    let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
-        .ok()
-        .flatten()
-        .and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok())
-        .unwrap_or(0);
+    let status = callout_status(headers, || {
+        hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+    });
+    if status == 0 || body_size == 0 {
+        return (status, Vec::new());
+    }
     let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
         .ok()
         .flatten()

@@ -49,9 +49,9 @@ impl TokenShared {
     }
 
     /// Root context callout answer: only the sweep calls out from there.
-    pub fn on_root_call_answer(&self, body_size: usize) {
+    pub fn on_root_call_answer(&self, headers: usize, body_size: usize) {
         if let (Some(etcd), Some(sweep)) = (&self.etcd, &self.sweep) {
-            sweep.on_response(etcd, body_size);
+            sweep.on_response(etcd, headers, body_size);
         }
     }
 }
@@ -361,12 +361,12 @@ impl TokenHttp {
 }
 
 impl Context for TokenHttp {
-    fn on_http_call_response(&mut self, _token: u32, _headers: usize, body_size: usize, _: usize) {
+    fn on_http_call_response(&mut self, _token: u32, headers: usize, body_size: usize, _: usize) {
         let (Some(etcd), Some(mut flight)) = (self.shared.etcd.clone(), self.in_flight.take())
         else {
             return;
         };
-        let driven = etcd.on_response(&mut flight, body_size);
+        let driven = etcd.on_response(&mut flight, headers, body_size);
         self.in_flight = Some(flight);
         self.driven(driven);
     }

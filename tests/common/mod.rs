@@ -17,6 +17,7 @@
 //! `ENVOY_TEST_LOG_LEVEL` (default `info`).
 #![allow(dead_code, unused_imports)]
 
+pub mod authorize;
 mod encoding;
 mod envoy;
 mod http;

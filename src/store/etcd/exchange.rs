@@ -214,19 +214,18 @@ impl Exchange {
     }
 
     /// A member that could not be reached: another may be. A read is always
-    /// safe to repeat; a conditional write only when Envoy says it never
-    /// connected (a timed-out write may have been applied: repeating it would
-    /// look like a lost race, and a refresh like a reused token).
+    /// safe to repeat; a conditional write only when Envoy says it never sent
+    /// it (a write that timed out, or whose connection closed before the
+    /// answer, may have been applied: repeating it would look like a lost
+    /// race, so the same grant would be inserted twice, and a refresh like a
+    /// reused token).
     fn should_resend(&self, status: u32, body: &[u8]) -> bool {
         if self.sent >= MAX_SENDS {
             return false;
         }
-        // Envoy's own 503 (no healthy member, connect failure, overflow): the
-        // request never reached etcd, whose errors are JSON with a `code`.
-        let never_connected = status == 503 && !contains(body, b"\"code\"");
         match self.command {
             Command::Get { .. } | Command::Scan { .. } => status == 0 || status >= 500,
-            Command::Put { .. } => never_connected,
+            Command::Put { .. } => status == 503 && never_sent(body),
         }
     }
 
@@ -313,6 +312,36 @@ fn scan_page(settings: &EtcdSettings, r: gateway::RangeAnswer) -> Result<ScanPag
         entries,
         more: r.more,
     })
+}
+
+/// The status of a callout answer as [`Exchange::on_response`] takes it: the
+/// `:status` digits, or 0 for no answer. A callout that failed (reset, timed
+/// out before an answer, an answer over Envoy's buffer limit) is called back
+/// with no headers at all; `read_status` is then never called: Envoy refuses
+/// to read the headers of an answer that does not exist (BadArgument), which
+/// the proxy-wasm SDK turns into a panic.
+pub fn callout_status(headers: usize, read_status: impl FnOnce() -> Option<Vec<u8>>) -> u32 {
+    if headers == 0 {
+        return 0;
+    }
+    read_status()
+        .and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Envoy's own 503 for a request it never sent upstream: no healthy member,
+/// no connection (`... reset reason: remote connection failure`), a connect
+/// timeout, the circuit breaker. Not `connection termination` or `remote
+/// reset`: the request went out and etcd may have applied it. etcd's own
+/// errors are JSON with a `code`.
+fn never_sent(body: &[u8]) -> bool {
+    const NEVER_SENT: [&[u8]; 4] = [
+        b"no healthy upstream",
+        b"connection failure",
+        b"connection timeout",
+        b"reset reason: overflow",
+    ];
+    !contains(body, b"\"code\"") && NEVER_SENT.iter().any(|m| contains(body, m))
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -556,12 +585,47 @@ mod tests {
             x.on_response(503, envoy_503, &s, &mut session, 0),
             Step::Send(_)
         ));
+        // Envoy 1.40's words for a member that refused the connection.
+        let (mut x, _) = Exchange::start(put(Some(1)), &s, &session);
+        let refused = b"upstream connect error or disconnect/reset before headers. reset reason: remote connection failure";
+        assert!(matches!(
+            x.on_response(503, refused, &s, &mut session, 0),
+            Step::Send(_)
+        ));
+        let (mut x, _) = Exchange::start(put(Some(1)), &s, &session);
+        assert!(matches!(
+            x.on_response(503, b"no healthy upstream", &s, &mut session, 0),
+            Step::Send(_)
+        ));
         // A timeout, or etcd's own error: it may have been applied. Not resent.
         let (mut x, _) = Exchange::start(put(Some(1)), &s, &session);
         assert!(matches!(
             x.on_response(504, b"upstream request timeout", &s, &mut session, 0),
             Step::Done(Answer::Put(Err(WriteError::Failed)))
         ));
+        // Nor a connection that closed (or was reset) after the request went
+        // out: etcd may have applied it before.
+        for gone in [
+            &b"upstream connect error or disconnect/reset before headers. reset reason: connection termination"[..],
+            b"upstream connect error or disconnect/reset before headers. reset reason: remote reset",
+            b"",
+        ] {
+            let (mut x, _) = Exchange::start(put(Some(1)), &s, &session);
+            assert!(
+                matches!(
+                    x.on_response(503, gone, &s, &mut session, 0),
+                    Step::Done(Answer::Put(Err(WriteError::Failed)))
+                ),
+                "{}",
+                String::from_utf8_lossy(gone)
+            );
+            // A read is repeated all the same.
+            let (mut x, _) = Exchange::start(Command::Get { key: "k".into() }, &s, &session);
+            assert!(matches!(
+                x.on_response(503, gone, &s, &mut session, 0),
+                Step::Send(_)
+            ));
+        }
         let (mut x, _) = Exchange::start(put(Some(1)), &s, &session);
         let etcd_503 = br#"{"error":"etcdserver: request timed out","code":14}"#;
         assert!(matches!(
@@ -634,6 +698,18 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn a_failed_callout_is_status_0_and_its_headers_are_never_read() {
+        assert_eq!(
+            callout_status(0, || panic!("the host would refuse: BadArgument")),
+            0
+        );
+        assert_eq!(callout_status(3, || Some(b"503".to_vec())), 503);
+        assert_eq!(callout_status(3, || None), 0);
+        assert_eq!(callout_status(3, || Some(b"\xff2".to_vec())), 0);
+        assert_eq!(callout_status(3, || Some(b"OK".to_vec())), 0);
     }
 
     #[test]
