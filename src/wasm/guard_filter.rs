@@ -298,7 +298,7 @@ impl HttpContext for GuardHttp {
         let trusted = shared
             .feed
             .try_borrow()
-            .is_ok_and(|f| f.trusted(host::now_millis()));
+            .is_ok_and(|f| f.trusted(HostClock::recent_millis()));
         let check = guard.begin(&SharedDataKv, trusted, now, &req);
         count_jwt_verified(&guard, verified_before);
         let pending = match check {

@@ -71,6 +71,22 @@ impl HostClock {
     }
 }
 
+impl HostClock {
+    /// Milliseconds of the kept reading, reused as `now_secs` reuses it: at most
+    /// a tick (or `CLOCK_REUSES` calls) old. For checks whose bound is far longer
+    /// (the revocation feed's staleness limit), without a host call per request.
+    pub fn recent_millis() -> u64 {
+        let (mut secs, mut ms, reuses) = CLOCK.with(Cell::get);
+        if reuses == 0 {
+            HostClock::refresh();
+            (secs, ms, _) = CLOCK.with(Cell::get);
+        } else {
+            CLOCK.with(|c| c.set((secs, ms, reuses - 1)));
+        }
+        secs.saturating_mul(1000).saturating_add(ms as u64)
+    }
+}
+
 impl Clock for HostClock {
     fn now_secs(&self) -> u64 {
         let (secs, ms, reuses) = CLOCK.with(Cell::get);
