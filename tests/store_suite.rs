@@ -32,6 +32,7 @@ use common::etcd_driver::EtcdDriver;
 use envoy_oauth2::host::memory::MemoryKv;
 use envoy_oauth2::host::{HostRandomness, WriteError};
 use envoy_oauth2::oauth::pkce;
+use envoy_oauth2::store::bucket::Bucket;
 use envoy_oauth2::store::grant::Grant;
 use envoy_oauth2::store::kv::{
     Answer, Command, Kv, Progress, RemoteLink, RunNow, ScanPage, Stored, Suspended,
@@ -88,6 +89,9 @@ fn now() -> u64 {
 struct MemoryModel {
     keys: RefCell<BTreeMap<String, (Vec<u8>, u64)>>,
     revision: Cell<u64>,
+    /// Apply this many of the next successful writes, but answer each as lost
+    /// (a timeout or a closed connection after etcd applied it).
+    lose_put_answers: Cell<u32>,
 }
 
 impl MemoryModel {
@@ -117,6 +121,10 @@ impl MemoryModel {
                 let revision = self.revision.get() + 1;
                 self.revision.set(revision);
                 keys.insert(key, (value, revision));
+                if self.lose_put_answers.get() > 0 {
+                    self.lose_put_answers.set(self.lose_put_answers.get() - 1);
+                    return Answer::Put(Err(WriteError::Failed));
+                }
                 Answer::Put(Ok(()))
             }
             Command::Scan { from, to, limit } => {
@@ -730,6 +738,49 @@ fn interleaved_redemptions_of_one_code_have_one_winner(b: Backend) {
     assert!(lookup(&b, &parsed(&t.access_token), now + 2).is_none());
 }
 
+/// etcd applied a write whose answer was lost: issuance, rotation and code
+/// redemption read the bucket again and recognise their own write (their fresh
+/// random tokens), so the client gets its answer, and nothing is applied twice
+/// (a second rotation would look like reuse and revoke the grant).
+fn a_write_whose_answer_was_lost_is_recognised_not_repeated(b: Backend) {
+    let Backend::MemoryRemote(model) = &b else {
+        panic!("the model loses answers on request")
+    };
+    let now = now();
+    model.lose_put_answers.set(1);
+    let t = issue(&b, &user_grant(C1), now);
+    let grants: usize = model
+        .keys
+        .borrow()
+        .iter()
+        .filter(|(k, _)| k.starts_with("oauth2/g/"))
+        .map(|(_, (v, _))| Bucket::decode(v).unwrap().grants.len())
+        .sum();
+    assert_eq!(grants, 1, "the issuance stored one grant");
+    assert!(lookup(&b, &parsed(&t.access_token), now + 1).is_some());
+    model.lose_put_answers.set(1);
+    let (r, report) = refresh(&b, &refresh_of(&t), now + 10);
+    let n = r.expect("the rotation is recognised, not taken for reuse");
+    assert_eq!(report.refresh_reuse_revoked, 0);
+    assert!(lookup(&b, &parsed(&n.access_token), now + 11).is_some());
+    assert!(lookup(&b, &parsed(&t.access_token), now + 11).is_none());
+    let code = issue_code(&b, now);
+    model.lose_put_answers.set(1);
+    let code2 = code.clone();
+    let (r, report) = b.run(move |kv| redeem_op(kv, code2, now + 1));
+    let tokens = r.expect("the redemption is recognised, not taken for a replay");
+    assert_eq!(report.code_replay_revoked, 0);
+    assert!(lookup(&b, &parsed(&tokens.access_token), now + 2).is_some());
+    // The first load of the server key (create-if-absent) too: whatever key is there is the key.
+    let fresh = Backend::memory_remote("lost-key");
+    let Backend::MemoryRemote(m) = &fresh else {
+        unreachable!()
+    };
+    m.lose_put_answers.set(1);
+    let key = load_key(&fresh);
+    assert_eq!(load_key(&fresh), key);
+}
+
 // ------------------------------------------------------------- the matrix
 
 /// One `#[test]` per (case, backend), named `<case>::<backend>`; a backend may carry
@@ -769,4 +820,5 @@ suite! {
     interleaved_issuances_into_one_bucket_both_survive: memory_remote, etcd;
     interleaved_first_loads_of_the_server_key_agree: memory_remote, etcd;
     interleaved_redemptions_of_one_code_have_one_winner: memory_remote, etcd;
+    a_write_whose_answer_was_lost_is_recognised_not_repeated: memory_remote;
 }

@@ -224,6 +224,16 @@ impl BucketTxn for Redeem<'_> {
             });
         Step::Write(Ok(g.scope.clone()))
     }
+
+    const RECOGNISES_OWN_WRITE: bool = true;
+
+    /// The code is redeemed into the access token this redemption minted.
+    fn applied(&mut self, bucket: &mut Bucket) -> Option<Self::Output> {
+        let g = bucket.find_mut(&self.grant_id)?;
+        let redeemed = g.code.as_ref().is_some_and(|c| c.redeemed);
+        (redeemed && !g.revoked && g.access_hash.matches(&self.access.hash))
+            .then(|| Ok(g.scope.clone()))
+    }
 }
 
 #[cfg(test)]

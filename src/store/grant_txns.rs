@@ -23,7 +23,7 @@ impl BucketTxn for Insert {
     fn apply(&mut self, bucket: &mut Bucket, _now: u64) -> Step<bool> {
         // Already there: an earlier try of this very insert was applied though
         // its answer was lost (grant ids are random). Never twice.
-        if self.may_be_there && bucket.find_mut(&self.grant.id).is_some() {
+        if self.may_be_there && self.applied(bucket).is_some() {
             return Step::Done(true);
         }
         if bucket.len() >= self.limit {
@@ -31,6 +31,12 @@ impl BucketTxn for Insert {
         }
         bucket.push(self.grant.clone());
         Step::Write(true)
+    }
+
+    const RECOGNISES_OWN_WRITE: bool = true;
+
+    fn applied(&mut self, bucket: &mut Bucket) -> Option<bool> {
+        bucket.find_mut(&self.grant.id).map(|_| true)
     }
 }
 
@@ -118,6 +124,20 @@ impl BucketTxn for Rotate<'_> {
             return Step::Write(RotateOutcome::ReuseRevoked);
         }
         Step::Done(RotateOutcome::Invalid)
+    }
+
+    const RECOGNISES_OWN_WRITE: bool = true;
+
+    /// The grant holds the pair this rotation minted (fresh random tokens).
+    fn applied(&mut self, bucket: &mut Bucket) -> Option<RotateOutcome> {
+        let g = bucket.find_mut(&self.presented.grant_id)?;
+        let ours = g.access_hash.matches(&self.new_access.hash)
+            && g.refresh
+                .as_ref()
+                .is_some_and(|r| r.hash.matches(&self.new_refresh.hash));
+        ours.then(|| RotateOutcome::Rotated {
+            scope: g.scope.clone(),
+        })
     }
 }
 

@@ -33,7 +33,7 @@ pub fn read_key(kv: &dyn KvStore) -> Option<ServerKey> {
 /// store: made by the first node that needs it (create-if-absent, so every
 /// node ends up with the same one), never expiring.
 pub async fn load(kv: &Kv<'_>, rng: &dyn Randomness) -> Result<ServerKey, StoreError> {
-    for _ in 0..2 {
+    for _ in 0..3 {
         let current = kv.get(KEY_NAME).await?;
         if let Some(key) = current.value.and_then(|v| ServerKey::try_from(v).ok()) {
             return Ok(key);
@@ -45,9 +45,9 @@ pub async fn load(kv: &Kv<'_>, rng: &dyn Randomness) -> Result<ServerKey, StoreE
         rng.fill(&mut key)?;
         match kv.put(KEY_NAME, key.to_vec(), None, u64::MAX).await {
             Ok(()) => return Ok(key),
-            // Another node made it first: read theirs.
-            Err(WriteError::CasMismatch) => continue,
-            Err(WriteError::Failed) => return Err(StoreError::Unavailable),
+            // Another node made it first: read theirs. Or the answer was lost
+            // (etcd may have applied it): read what is there, ours or not.
+            Err(WriteError::CasMismatch) | Err(WriteError::Failed) => continue,
         }
     }
     Err(StoreError::Unavailable)

@@ -50,7 +50,24 @@ pub trait BucketTxn {
     /// than once when a CAS conflict forces a retry: it must not keep state
     /// between calls beyond what it returns.
     fn apply(&mut self, bucket: &mut Bucket, now: u64) -> Step<Self::Output>;
+
+    /// Whether [`BucketTxn::applied`] can tell this transaction's write in a
+    /// bucket. If not (the default), a write whose outcome is unknown (its
+    /// answer was lost: etcd may have applied it) ends the transaction as
+    /// `Unavailable` (503, the client retries) rather than risk applying it
+    /// twice (a second rotation would look like a reused refresh token).
+    const RECOGNISES_OWN_WRITE: bool = false;
+
+    /// After a write whose outcome is unknown: `Some(output)` if `bucket`
+    /// shows that very write, recognised by the fresh random tokens it stored.
+    fn applied(&mut self, _bucket: &mut Bucket) -> Option<Self::Output> {
+        None
+    }
 }
+
+/// Writes with an unknown outcome a transaction that can recognise its own
+/// write goes through before it gives up (each costs a read and a write).
+pub const UNKNOWN_OUTCOME_RETRIES: u32 = 2;
 
 /// Counts of things the store noticed, for stats.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +110,9 @@ pub async fn run_txn_from<T: BucketTxn>(
     let key = bucket_key(bucket);
     // Locally an absent version means an unconditional write: never guess there.
     let mut known = believed.filter(|_| kv.is_remote());
+    // Writes so far whose answer was lost: from the first on, every bucket read
+    // is first checked for that write (it may land later than the next read).
+    let mut unknown = 0;
     for _ in 0..CAS_RETRIES {
         let current = match known.take() {
             Some(stored) => stored,
@@ -107,6 +127,11 @@ pub async fn run_txn_from<T: BucketTxn>(
                 Bucket::default()
             }
         };
+        if unknown > 0 {
+            if let Some(out) = txn.applied(&mut b) {
+                return Ok(out);
+            }
+        }
         report.reclaimed += b.reclaim(now) as u32;
         match txn.apply(&mut b, now) {
             Step::Done(out) => return Ok(out),
@@ -122,7 +147,14 @@ pub async fn run_txn_from<T: BucketTxn>(
                         report.cas_retries += 1;
                         known = now_stored;
                     }
-                    Err(PutFailed::Unavailable) => return Err(StoreError::Unavailable),
+                    Err(PutFailed::Unavailable) => {
+                        // Recognisable: read the bucket again (another member
+                        // if need be) and look. Not: fail, never apply twice.
+                        unknown += 1;
+                        if !T::RECOGNISES_OWN_WRITE || unknown > UNKNOWN_OUTCOME_RETRIES {
+                            return Err(StoreError::Unavailable);
+                        }
+                    }
                 }
             }
         }
