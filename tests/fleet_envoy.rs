@@ -163,10 +163,20 @@ fn revoke(e: &Envoy, token: &str) -> Resp {
 
 /// A client that honours `Retry-After` once: what a write may need while etcd
 /// is one member short (see the README's failure table).
-fn honouring_retry_after(mut op: impl FnMut() -> Resp) -> Resp {
+fn honouring_retry_after(what: &str, e: &Envoy, mut op: impl FnMut() -> Resp) -> Resp {
     let r = op();
     if r.status == 503 && r.header("retry-after").is_some() {
-        eprintln!("503 with Retry-After while a member is down: {}", r.body);
+        let etcd_stats: Vec<String> = e
+            .stats()
+            .lines()
+            .filter(|l| l.starts_with("cluster.etcd.upstream_rq") && !l.ends_with(": 0"))
+            .map(str::to_string)
+            .collect();
+        eprintln!(
+            "{what}: 503 with Retry-After while a member is down: {}\n{}",
+            r.body,
+            etcd_stats.join("\n")
+        );
         std::thread::sleep(Duration::from_secs(1));
         return op();
     }
@@ -367,7 +377,7 @@ fn etcd_losing_one_member_changes_nothing_and_losing_quorum_fails_closed() {
     wait_members(&b, 2);
     let (at, rt) = password_grant(&a);
     assert_eq!(api(&b, &at).status, 200);
-    let r = honouring_retry_after(|| refresh(&b, &rt));
+    let r = honouring_retry_after("refresh on B", &b, || refresh(&b, &rt));
     assert_eq!(r.status, 200, "{}", r.body);
     let at2 = r.json()["access_token"].as_str().unwrap().to_string();
     let r = post_form(
@@ -376,7 +386,7 @@ fn etcd_losing_one_member_changes_nothing_and_losing_quorum_fails_closed() {
         &[("authorization", &basic())],
     );
     assert_eq!(r.json()["active"], true, "{}", r.body);
-    let r = honouring_retry_after(|| revoke(&a, &at2));
+    let r = honouring_retry_after("revoke on A", &a, || revoke(&a, &at2));
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(until(Duration::from_secs(1), || api(&b, &at2).status == 401).is_some());
     let unseen_by_b = password_grant(&a).0;
