@@ -6,7 +6,7 @@
 //! recognised in one CAS as well and revokes what the code produced (§4.1.2).
 
 use super::grants::{GrantStore, Insert, IssuedTokens, Lifetimes, PLACEMENT_TRIES};
-use super::txn::{run_txn, run_txn_from, StoreError};
+use super::txn::{run_txn_from, StoreError};
 use super::MAX_BUCKETS;
 use crate::oauth::pkce;
 use crate::store::bucket::Bucket;
@@ -109,7 +109,8 @@ impl GrantStore<'_> {
         }
         let store_err = |e: crate::host::RandomUnavailable| RedeemError::Store(e.into());
         // The code's record says whose token this is and for what.
-        let Some(grant) = self.peek(code).await.map_err(RedeemError::Store)? else {
+        let (grant, read) = self.peek(code).await.map_err(RedeemError::Store)?;
+        let Some(grant) = grant else {
             return Err(RedeemError::Invalid(CODE_INVALID));
         };
         let facts = AccessTokenFacts {
@@ -139,9 +140,17 @@ impl GrantStore<'_> {
             access: &access,
             refresh: refresh.as_ref(),
         };
-        let out = run_txn(&self.kv, code.bucket, &mut txn, now, &mut self.report)
-            .await
-            .map_err(RedeemError::Store)?;
+        // Remotely, from the bucket just read (see `run_txn_from`).
+        let out = run_txn_from(
+            &self.kv,
+            code.bucket,
+            &mut txn,
+            now,
+            &mut self.report,
+            Some(read),
+        )
+        .await
+        .map_err(RedeemError::Store)?;
         match out {
             Ok(scope) => Ok(IssuedTokens {
                 access_token: access.text,

@@ -119,14 +119,17 @@ impl<'a> GrantStore<'a> {
     }
 
     /// The grant record `token` names, whatever its state: what a new access
-    /// token of it will state (its user, scope and times).
-    pub(super) async fn peek(&self, token: &ParsedToken) -> Result<Option<Grant>, StoreError> {
+    /// token of it will state (its user, scope and times); and the bucket as
+    /// read (a transaction that follows can start from it instead of reading again).
+    pub(super) async fn peek(
+        &self,
+        token: &ParsedToken,
+    ) -> Result<(Option<Grant>, Stored), StoreError> {
         let current = self.kv.get(&bucket_key(token.bucket)).await?;
-        Ok(
-            Bucket::decode_one(current.value.as_deref().unwrap_or(&[]), &token.grant_id)
-                .ok()
-                .flatten(),
-        )
+        let grant = Bucket::decode_one(current.value.as_deref().unwrap_or(&[]), &token.grant_id)
+            .ok()
+            .flatten();
+        Ok((grant, current))
     }
 
     /// Creates every bucket and revocation key, and the store's key, that does not exist yet. Run once
@@ -301,7 +304,8 @@ impl<'a> GrantStore<'a> {
         };
         // What the new access token states; a retry within the grace period
         // restates the rotation it repeats, so it mints the same token.
-        let Some(grant) = self.peek(token).await.map_err(RefreshError::Store)? else {
+        let (grant, read) = self.peek(token).await.map_err(RefreshError::Store)?;
+        let Some(grant) = grant else {
             return Err(RefreshError::InvalidGrant);
         };
         let retry = grant
@@ -342,9 +346,18 @@ impl<'a> GrantStore<'a> {
             access_life: lifetimes.access,
             refresh_life,
         };
-        let outcome = run_txn(&self.kv, token.bucket, &mut txn, now, &mut self.report)
-            .await
-            .map_err(RefreshError::Store)?;
+        // Remotely, the rotation starts from the bucket just read: if it changed
+        // since, the lost compare brings it back (no second read either way).
+        let outcome = run_txn_from(
+            &self.kv,
+            token.bucket,
+            &mut txn,
+            now,
+            &mut self.report,
+            Some(read),
+        )
+        .await
+        .map_err(RefreshError::Store)?;
         match outcome {
             RotateOutcome::Rotated { scope } => {
                 // The grant's previous access token is now invalid.

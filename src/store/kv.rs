@@ -10,13 +10,14 @@
 //!   it to etcd as a callout with the request paused, and feeds the answer
 //!   back with [`Suspended::resume`].
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use crate::host::{KvStore, WriteError};
+use crate::token::keyed_tag::ServerKey;
 
 /// A value with the version it was read at (`None`: the key does not exist).
 /// Shared data: the CAS; etcd: the key's `mod_revision`.
@@ -91,6 +92,9 @@ pub struct RemoteLink {
     /// This node's own shared data, for what stays node-local (the guard's
     /// revocation counters, moved at once when this node revokes).
     node_local: Option<&'static dyn KvStore>,
+    /// The worker's copy of the store's server key: made once, never changed,
+    /// so read from the store only until known (see `server_key::load`).
+    server_key: Option<Rc<Cell<Option<ServerKey>>>>,
 }
 
 impl RemoteLink {
@@ -99,6 +103,12 @@ impl RemoteLink {
             node_local: Some(node_local),
             ..RemoteLink::default()
         }
+    }
+
+    /// Shares `cache` (one per worker and store) as the server key's copy.
+    pub fn with_server_key_cache(mut self, cache: Rc<Cell<Option<ServerKey>>>) -> Self {
+        self.server_key = Some(cache);
+        self
     }
 }
 
@@ -126,6 +136,23 @@ impl<'a> Kv<'a> {
         match self {
             Kv::Local(kv) => Some(*kv),
             Kv::Remote(link) => link.node_local,
+        }
+    }
+
+    /// The server key as this worker already knows it (remote stores only).
+    pub fn known_server_key(&self) -> Option<ServerKey> {
+        match self {
+            Kv::Remote(link) => link.server_key.as_ref().and_then(|c| c.get()),
+            Kv::Local(_) => None,
+        }
+    }
+
+    /// Keeps the server key read or made in the store, for later requests.
+    pub fn remember_server_key(&self, key: ServerKey) {
+        if let Kv::Remote(link) = self {
+            if let Some(c) = &link.server_key {
+                c.set(Some(key));
+            }
         }
     }
 

@@ -33,9 +33,14 @@ pub fn read_key(kv: &dyn KvStore) -> Option<ServerKey> {
 /// store: made by the first node that needs it (create-if-absent, so every
 /// node ends up with the same one), never expiring.
 pub async fn load(kv: &Kv<'_>, rng: &dyn Randomness) -> Result<ServerKey, StoreError> {
+    // It never changes once made: a worker that knows it asks no more.
+    if let Some(key) = kv.known_server_key() {
+        return Ok(key);
+    }
     for _ in 0..3 {
         let current = kv.get(KEY_NAME).await?;
         if let Some(key) = current.value.and_then(|v| ServerKey::try_from(v).ok()) {
+            kv.remember_server_key(key);
             return Ok(key);
         }
         if !kv.is_remote() {
@@ -44,7 +49,10 @@ pub async fn load(kv: &Kv<'_>, rng: &dyn Randomness) -> Result<ServerKey, StoreE
         let mut key = [0u8; 32];
         rng.fill(&mut key)?;
         match kv.put(KEY_NAME, key.to_vec(), None, u64::MAX).await {
-            Ok(()) => return Ok(key),
+            Ok(()) => {
+                kv.remember_server_key(key);
+                return Ok(key);
+            }
             // Another node made it first: read theirs. Or the answer was lost
             // (etcd may have applied it): read what is there, ours or not.
             Err(WriteError::CasMismatch) | Err(WriteError::Failed) => continue,
@@ -58,6 +66,37 @@ mod tests {
     use super::*;
     use crate::host::memory::MemoryKv;
     use crate::host::HostRandomness;
+
+    #[test]
+    fn a_worker_that_knows_the_remote_key_asks_the_store_no_more() {
+        use crate::store::kv::{Answer, Command, Progress, RemoteLink, Stored, Suspended};
+        use std::cell::Cell;
+        use std::rc::Rc;
+        let cache: Rc<Cell<Option<ServerKey>>> = Rc::default();
+        let link = || Rc::new(RemoteLink::default().with_server_key_cache(cache.clone()));
+        let op =
+            |link: Rc<RemoteLink>| async move { load(&Kv::Remote(link), &HostRandomness).await };
+        // First: read (absent), create, and keep it.
+        let l = link();
+        let (mut s, p) = Suspended::start(l.clone(), op(l));
+        assert!(matches!(p, Progress::Waiting(Command::Get { .. })));
+        let p = s.resume(Answer::Got(Ok(Stored::default())));
+        let Progress::Waiting(Command::Put { value, .. }) = p else {
+            panic!("expected the create")
+        };
+        let Progress::Done(Ok(made)) = s.resume(Answer::Put(Ok(()))) else {
+            panic!("expected the key")
+        };
+        assert_eq!(made.to_vec(), value);
+        // Later requests of the worker: no store command at all.
+        let l = link();
+        let (_, p) = Suspended::start(l.clone(), op(l));
+        assert!(matches!(p, Progress::Done(Ok(k)) if k == made));
+        // A link without the worker's copy (another worker) reads the store.
+        let l = Rc::new(RemoteLink::default());
+        let (_, p) = Suspended::start(l.clone(), op(l));
+        assert!(matches!(p, Progress::Waiting(Command::Get { .. })));
+    }
 
     #[test]
     fn the_key_is_made_once() {

@@ -94,11 +94,13 @@ pub async fn run_txn<T: BucketTxn>(
     run_txn_from(kv, bucket, txn, now, report, None).await
 }
 
-/// [`run_txn`] starting from `believed`, the bucket as the caller expects it
-/// (remote stores only, whose writes are true compare-and-swaps: a wrong
-/// belief costs one lost compare, whose answer carries the bucket as it is, so
-/// it costs no more than the read it saves). Only for transactions that write
-/// whatever they find, e.g. an insertion believing its new bucket empty.
+/// [`run_txn`] starting from `believed` instead of a read (remote stores
+/// only, whose writes are true compare-and-swaps): either the bucket as the
+/// caller read it moments ago (a decision not to write then rests on that
+/// read, as it would on `run_txn`'s own), or a guess that it is absent, for
+/// transactions that write whatever they find (an insertion into a random
+/// bucket). Wrong or stale, it costs one lost compare, whose answer carries
+/// the bucket as it is: no more than the read it saves.
 pub async fn run_txn_from<T: BucketTxn>(
     kv: &Kv<'_>,
     bucket: u32,

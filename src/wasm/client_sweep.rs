@@ -7,11 +7,11 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use super::host::{self, BufferedRandomness, SharedDataKv};
+use super::host::{self, BufferedRandomness};
 use super::remote::{Driven, EtcdClient, InFlight};
 use crate::host::Clock;
 use crate::store::client_revocation;
-use crate::store::kv::{Kv, RemoteLink};
+use crate::store::kv::Kv;
 use crate::store::{StoreError, StoreLayout};
 
 /// Pause after a failed sweep before the next try.
@@ -50,7 +50,7 @@ impl ClientSweep {
             State::Due(at) if host::now_millis() >= at => {}
             _ => return,
         }
-        let link = Rc::new(RemoteLink::with_node_local(&SharedDataKv));
+        let link = etcd.link();
         let kv = Kv::Remote(link.clone());
         let (listed, layout) = (self.listed.clone(), self.layout);
         let now = host::HostClock.now_secs();

@@ -25,7 +25,7 @@ use crate::store::etcd::exchange::{prefixed, Outgoing};
 use crate::store::etcd::gateway;
 use crate::store::grant::Grant;
 use crate::store::keys::REVLOG_PREFIX;
-use crate::store::kv::{Kv, RemoteLink};
+use crate::store::kv::Kv;
 use crate::store::revocation_feed::{FeedConfig, RevocationFeed};
 use crate::store::{bump_local_generation, GrantStore, LookupFailed};
 
@@ -307,7 +307,7 @@ impl HttpContext for GuardHttp {
         };
         drop(guard);
         let token = pending.token.clone();
-        let link = Rc::new(RemoteLink::with_node_local(&SharedDataKv));
+        let link = etcd.link();
         let kv = Kv::Remote(link.clone());
         let op = async move { GrantStore::lookup_in(&kv, &token, now).await };
         let (flight, driven) = etcd.start(link, op);

@@ -4,7 +4,7 @@
 //! operation stays paused meanwhile; its context feeds each callout's answer
 //! back with [`EtcdClient::on_response`].
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
@@ -12,19 +12,22 @@ use std::time::Duration;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
 
-use super::host::HostClock;
+use super::host::{HostClock, SharedDataKv};
 use crate::config::store::RemoteStore;
 use crate::host::Clock;
 use crate::store::etcd::exchange::{
     callout_status, Credentials, EtcdSettings, Exchange, Outgoing, Session, Step,
 };
 use crate::store::kv::{Progress, RemoteLink, Suspended};
+use crate::token::keyed_tag::ServerKey;
 
 /// One worker's way to etcd.
 pub struct EtcdClient {
     pub remote: RemoteStore,
     settings: EtcdSettings,
     session: RefCell<Session>,
+    /// The store's server key once read (it never changes): see `server_key::load`.
+    server_key: Rc<Cell<Option<ServerKey>>>,
 }
 
 /// A store operation of one request, in flight.
@@ -47,7 +50,16 @@ impl EtcdClient {
             settings: settings_of(&remote),
             remote,
             session: RefCell::new(Session::default()),
+            server_key: Rc::default(),
         })
+    }
+
+    /// A link for one store operation of this worker.
+    pub fn link(&self) -> Rc<RemoteLink> {
+        Rc::new(
+            RemoteLink::with_node_local(&SharedDataKv)
+                .with_server_key_cache(self.server_key.clone()),
+        )
     }
 
     /// Starts `op`, which must use `Kv::Remote(link)`, and runs it as far as it goes.

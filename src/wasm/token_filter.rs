@@ -28,7 +28,7 @@ use crate::endpoint::token::handle_token;
 use crate::host::{Clock, HostRandomness, Randomness};
 use crate::oauth::response::Response;
 use crate::store::client_revocation;
-use crate::store::kv::{run_now, Kv, RemoteLink};
+use crate::store::kv::{run_now, Kv};
 use crate::store::{StoreError, TxnReport};
 
 pub struct TokenShared {
@@ -186,7 +186,7 @@ impl TokenHttp {
                 self.respond(answer)
             }
             Some(etcd) => {
-                let link = Rc::new(RemoteLink::with_node_local(&SharedDataKv));
+                let link = etcd.link();
                 let (flight, driven) = etcd.start(link.clone(), op(shared, Kv::Remote(link)));
                 self.in_flight = Some(flight);
                 self.driven(driven)
