@@ -771,6 +771,15 @@ fn a_write_whose_answer_was_lost_is_recognised_not_repeated(b: Backend) {
     let tokens = r.expect("the redemption is recognised, not taken for a replay");
     assert_eq!(report.code_replay_revoked, 0);
     assert!(lookup(&b, &parsed(&tokens.access_token), now + 2).is_some());
+    // A revocation: idempotent, so recognised as well (and its event still published).
+    model.lose_put_answers.set(1);
+    let token = parsed(&tokens.access_token);
+    let r = b.run(move |kv| async move { store(kv, LAYOUT).revoke(&token, C1, now + 3).await });
+    let revoked = r
+        .expect("the revocation is recognised")
+        .expect("it revoked the grant");
+    assert_eq!(revoked.user.as_deref(), Some(USER));
+    assert!(lookup(&b, &parsed(&tokens.access_token), now + 4).is_none());
     // The first load of the server key (create-if-absent) too: whatever key is there is the key.
     let fresh = Backend::memory_remote("lost-key");
     let Backend::MemoryRemote(m) = &fresh else {

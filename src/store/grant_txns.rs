@@ -166,6 +166,8 @@ impl BucketTxn for RevokeClients<'_> {
 pub(super) struct Revoke<'t> {
     pub(super) presented: &'t ParsedToken,
     pub(super) client_id: &'t str,
+    /// What the last write revoked, to recognise it (see `applied`).
+    pub(super) written: Option<RevokedGrant>,
 }
 
 impl BucketTxn for Revoke<'_> {
@@ -178,11 +180,25 @@ impl BucketTxn for Revoke<'_> {
             return Step::Done(None);
         }
         g.revoked = true;
-        Step::Write(Some(RevokedGrant {
+        let revoked = RevokedGrant {
             access_fingerprint: g.access_hash.fingerprint(),
             refresh_fingerprint: g.refresh.as_ref().map(|r| r.hash.fingerprint()),
             user: g.user.clone(),
-        }))
+        };
+        self.written = Some(revoked.clone());
+        Step::Write(Some(revoked))
+    }
+
+    const RECOGNISES_OWN_WRITE: bool = true;
+
+    /// Revoking is idempotent: the grant the lost write revoked is now revoked,
+    /// or gone (a revoked grant is reclaimed by the next write to its bucket).
+    fn applied(&mut self, bucket: &mut Bucket) -> Option<Option<RevokedGrant>> {
+        let written = self.written.clone()?;
+        match bucket.find_mut(&self.presented.grant_id) {
+            Some(g) if !g.revoked => None,
+            _ => Some(Some(written)),
+        }
     }
 }
 

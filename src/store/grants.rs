@@ -393,6 +393,7 @@ impl<'a> GrantStore<'a> {
         let mut txn = Revoke {
             presented: token,
             client_id,
+            written: None,
         };
         let out = run_txn(&self.kv, token.bucket, &mut txn, now, &mut self.report).await?;
         if out.is_some() {

@@ -47,8 +47,8 @@ pub enum Step<T> {
 pub trait BucketTxn {
     type Output;
     /// Called with live grants only (dead ones already reclaimed), perhaps more
-    /// than once when a CAS conflict forces a retry: it must not keep state
-    /// between calls beyond what it returns.
+    /// than once when a CAS conflict forces a retry: its decision must not
+    /// depend on earlier calls (it may note what it wrote, for `applied`).
     fn apply(&mut self, bucket: &mut Bucket, now: u64) -> Step<Self::Output>;
 
     /// Whether [`BucketTxn::applied`] can tell this transaction's write in a
