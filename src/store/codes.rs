@@ -5,13 +5,12 @@
 //! one CAS; the record keeps the code's hash, so a second presentation is
 //! recognised in one CAS as well and revokes what the code produced (§4.1.2).
 
-use super::grants::{GrantStore, Insert, IssuedTokens, Lifetimes, PLACEMENT_TRIES};
+use super::grants::{GrantStore, IssuedTokens, Lifetimes, PLACEMENT_TRIES};
 use super::txn::{run_txn_from, StoreError};
 use super::MAX_BUCKETS;
 use crate::oauth::pkce;
 use crate::store::bucket::Bucket;
 use crate::store::grant::{CodeState, Grant, RefreshState};
-use crate::store::kv::Stored;
 use crate::store::{BucketTxn, Step};
 use crate::token::{self, AccessTokenFacts, HandleKind, MintedToken, ParsedToken, TokenHash};
 
@@ -82,14 +81,7 @@ impl GrantStore<'_> {
                     redeemed: false,
                 }),
             };
-            let mut txn = Insert {
-                grant,
-                limit: self.layout.grants_per_bucket as usize,
-                may_be_there: self.kv.is_remote(),
-            };
-            // As for an issuance: remotely, write believing the bucket empty.
-            let believed = self.kv.is_remote().then(Stored::default);
-            if run_txn_from(&self.kv, bucket, &mut txn, now, &mut self.report, believed).await? {
+            if self.insert(bucket, grant, now).await? {
                 return Ok(code.text);
             }
         }

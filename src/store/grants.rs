@@ -118,6 +118,24 @@ impl<'a> GrantStore<'a> {
         self
     }
 
+    /// Puts a new grant into `bucket`; false if the bucket is full.
+    pub(super) async fn insert(
+        &mut self,
+        bucket: u32,
+        grant: Grant,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let mut txn = Insert {
+            grant,
+            limit: self.layout.grants_per_bucket as usize,
+            may_be_there: self.kv.is_remote(),
+        };
+        // Remotely, most of the 2^20 buckets are empty: write believing so, and
+        // save the read (a lost compare brings the bucket back).
+        let believed = self.kv.is_remote().then(Stored::default);
+        run_txn_from(&self.kv, bucket, &mut txn, now, &mut self.report, believed).await
+    }
+
     /// The grant record `token` names, whatever its state: what a new access
     /// token of it will state (its user, scope and times); and the bucket as
     /// read (a transaction that follows can start from it instead of reading again).
@@ -218,15 +236,7 @@ impl<'a> GrantStore<'a> {
                 grace_used: false,
                 code: None,
             };
-            let mut txn = Insert {
-                grant,
-                limit: self.layout.grants_per_bucket as usize,
-                may_be_there: self.kv.is_remote(),
-            };
-            // Remotely, most of the 2^20 buckets are empty: write believing so,
-            // and save the read (a lost compare brings the bucket back).
-            let believed = self.kv.is_remote().then(Stored::default);
-            if run_txn_from(&self.kv, bucket, &mut txn, now, &mut self.report, believed).await? {
+            if self.insert(bucket, grant, now).await? {
                 return Ok(IssuedTokens {
                     access_token: access.text,
                     refresh_token: refresh.map(|t| t.text),
