@@ -132,7 +132,7 @@ impl GrantStore<'_> {
             access: &access,
             refresh: refresh.as_ref(),
         };
-        // Remotely, from the bucket just read (see `run_txn_from`).
+        // From the bucket just read (see `run_txn_from`).
         let out = run_txn_from(
             &self.kv,
             code.bucket,

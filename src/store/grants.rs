@@ -356,8 +356,8 @@ impl<'a> GrantStore<'a> {
             access_life: lifetimes.access,
             refresh_life,
         };
-        // Remotely, the rotation starts from the bucket just read: if it changed
-        // since, the lost compare brings it back (no second read either way).
+        // The rotation starts from the bucket just read: if it changed since,
+        // the compare loses (over etcd its answer brings the bucket back).
         let outcome = run_txn_from(
             &self.kv,
             token.bucket,

@@ -94,13 +94,13 @@ pub async fn run_txn<T: BucketTxn>(
     run_txn_from(kv, bucket, txn, now, report, None).await
 }
 
-/// [`run_txn`] starting from `believed` instead of a read (remote stores
-/// only, whose writes are true compare-and-swaps): either the bucket as the
-/// caller read it moments ago (a decision not to write then rests on that
+/// [`run_txn`] starting from `believed` instead of a read: either the bucket
+/// as the caller read it moments ago (a decision not to write then rests on that
 /// read, as it would on `run_txn`'s own), or a guess that it is absent, for
 /// transactions that write whatever they find (an insertion into a random
-/// bucket). Wrong or stale, it costs one lost compare, whose answer carries
-/// the bucket as it is: no more than the read it saves.
+/// bucket; remote stores only, whose create is a true compare-and-swap).
+/// Wrong or stale, it costs one lost compare (over etcd its answer carries the
+/// bucket as it is): no more than the read it saves.
 pub async fn run_txn_from<T: BucketTxn>(
     kv: &Kv<'_>,
     bucket: u32,
@@ -110,8 +110,9 @@ pub async fn run_txn_from<T: BucketTxn>(
     believed: Option<Stored>,
 ) -> Result<T::Output, StoreError> {
     let key = bucket_key(bucket);
-    // Locally an absent version means an unconditional write: never guess there.
-    let mut known = believed.filter(|_| kv.is_remote());
+    // Locally a write without a version is unconditional: only a belief with
+    // a version (a real read) is safe there.
+    let mut known = believed.filter(|b| kv.is_remote() || b.version.is_some());
     // Writes so far whose answer was lost: from the first on, every bucket read
     // is first checked for that write (it may land later than the next read).
     let mut unknown = 0;
