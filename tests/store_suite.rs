@@ -34,6 +34,7 @@ use envoy_oauth2::host::{HostRandomness, WriteError};
 use envoy_oauth2::oauth::pkce;
 use envoy_oauth2::store::bucket::Bucket;
 use envoy_oauth2::store::grant::Grant;
+use envoy_oauth2::store::keys::REVLOG_PREFIX;
 use envoy_oauth2::store::kv::{
     Answer, Command, Kv, Progress, RemoteLink, RunNow, ScanPage, Stored, Suspended,
 };
@@ -106,7 +107,11 @@ impl MemoryModel {
                 None => Stored::default(),
             })),
             Command::Put {
-                key, value, expect, ..
+                key,
+                value,
+                expect,
+                also,
+                ..
             } => {
                 if keys.get(&key).map(|(_, v)| *v) != expect {
                     // As etcd's failure branch: the key as it is now.
@@ -121,6 +126,10 @@ impl MemoryModel {
                 let revision = self.revision.get() + 1;
                 self.revision.set(revision);
                 keys.insert(key, (value, revision));
+                // etcd's success branch writes both, at one revision.
+                if let Some(a) = also {
+                    keys.insert(a.key, (a.value, revision));
+                }
                 if self.lose_put_answers.get() > 0 {
                     self.lose_put_answers.set(self.lose_put_answers.get() - 1);
                     return Answer::Put(Err(WriteError::Failed));
@@ -790,6 +799,41 @@ fn a_write_whose_answer_was_lost_is_recognised_not_repeated(b: Backend) {
     assert_eq!(load_key(&fresh), key);
 }
 
+/// The revocation-log events in the store: the bucket each one names.
+fn events(b: &Backend) -> Vec<u32> {
+    b.run(|kv| async move {
+        let page = kv
+            .scan(REVLOG_PREFIX, "oauth2/revlog0", 1000)
+            .await
+            .expect("the store answers a scan");
+        page.entries
+            .into_iter()
+            .map(|(_, s)| u32::from_be_bytes(s.value.unwrap().try_into().unwrap()))
+            .collect()
+    })
+}
+
+/// Over a remote store a revocation and the event that tells other nodes are one
+/// write: a rotation and a revocation each leave exactly one event naming their
+/// bucket, an issuance none.
+fn a_revocation_and_its_event_are_one_write(b: Backend) {
+    let now = now();
+    let t = issue(&b, &user_grant(C1), now);
+    assert!(events(&b).is_empty(), "an issuance announces nothing");
+    let bucket = parsed(&t.access_token).bucket;
+    let n = refresh(&b, &refresh_of(&t), now + 1).0.expect("a rotation");
+    assert_eq!(
+        events(&b),
+        vec![bucket],
+        "the rotation killed the old access token"
+    );
+    let token = parsed(&n.access_token);
+    b.run(move |kv| async move { store(kv, LAYOUT).revoke(&token, C1, now + 2).await })
+        .expect("the store answers")
+        .expect("revoked");
+    assert_eq!(events(&b), vec![bucket, bucket]);
+}
+
 // ------------------------------------------------------------- the matrix
 
 /// One `#[test]` per (case, backend), named `<case>::<backend>`; a backend may carry
@@ -830,4 +874,5 @@ suite! {
     interleaved_first_loads_of_the_server_key_agree: memory_remote, etcd;
     interleaved_redemptions_of_one_code_have_one_winner: memory_remote, etcd;
     a_write_whose_answer_was_lost_is_recognised_not_repeated: memory_remote;
+    a_revocation_and_its_event_are_one_write: memory_remote, etcd;
 }

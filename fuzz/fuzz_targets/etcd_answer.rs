@@ -4,7 +4,7 @@
 #![no_main]
 use envoy_oauth2::store::etcd::exchange::{EtcdSettings, Exchange, Session, Step};
 use envoy_oauth2::store::etcd::gateway;
-use envoy_oauth2::store::kv::Command;
+use envoy_oauth2::store::kv::{Also, Command};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -29,6 +29,11 @@ fuzz_target!(|data: &[u8]| {
             value: b"v".to_vec(),
             expect: Some(3),
             expires_at: 1_000,
+            also: Some(Also {
+                key: "e".into(),
+                value: b"1".to_vec(),
+                expires_at: 180,
+            }),
         },
         Command::Scan {
             from: "g/".into(),

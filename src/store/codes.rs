@@ -152,7 +152,7 @@ impl GrantStore<'_> {
             }),
             Err(RedeemError::Replayed) => {
                 self.report.code_replay_revoked += 1;
-                self.bump_revocation(code.bucket, now).await;
+                self.bump_revocation(code.bucket);
                 Err(RedeemError::Replayed)
             }
             Err(e) => Err(e),
@@ -184,7 +184,7 @@ impl BucketTxn for Redeem<'_> {
         if c.redeemed {
             // RFC 6749 §4.1.2: a code used twice revokes what it produced.
             g.revoked = true;
-            return Step::Write(Err(RedeemError::Replayed));
+            return Step::Announce(Err(RedeemError::Replayed));
         }
         if g.client_id != self.r.client_id || now >= g.access_expires_at {
             return invalid(CODE_INVALID);

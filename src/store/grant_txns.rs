@@ -88,7 +88,8 @@ impl BucketTxn for Rotate<'_> {
                 hash: self.new_refresh.hash,
                 expires_at: now.saturating_add(self.refresh_life),
             });
-            return Step::Write(RotateOutcome::Rotated { scope });
+            // The grant's previous access token dies now.
+            return Step::Announce(RotateOutcome::Rotated { scope });
         }
         let is_previous = g
             .previous_refresh
@@ -121,7 +122,7 @@ impl BucketTxn for Rotate<'_> {
             .is_some_and(|f| f.verifies(self.key));
         if !g.revoked && !is_current && (is_previous || minted_here) {
             g.revoked = true;
-            return Step::Write(RotateOutcome::ReuseRevoked);
+            return Step::Announce(RotateOutcome::ReuseRevoked);
         }
         Step::Done(RotateOutcome::Invalid)
     }
@@ -156,7 +157,7 @@ impl BucketTxn for RevokeClients<'_> {
             }
         }
         if revoked > 0 {
-            Step::Write(revoked)
+            Step::Announce(revoked)
         } else {
             Step::Done(0)
         }
@@ -186,7 +187,7 @@ impl BucketTxn for Revoke<'_> {
             user: g.user.clone(),
         };
         self.written = Some(revoked.clone());
-        Step::Write(Some(revoked))
+        Step::Announce(Some(revoked))
     }
 
     const RECOGNISES_OWN_WRITE: bool = true;

@@ -16,11 +16,10 @@ use crate::store::bucket::{Bucket, Corrupt};
 use crate::store::grant::{Grant, RefreshState};
 pub(super) use crate::store::grant_txns::{Insert, Revoke, RevokeClients, Rotate, RotateOutcome};
 use crate::store::keys::{
-    bucket_key, bucket_of_key, revlog_key, revocation_key, BUCKET_PREFIX, BUCKET_RANGE_END,
+    bucket_key, bucket_of_key, revocation_key, BUCKET_PREFIX, BUCKET_RANGE_END,
 };
 use crate::store::kv::{Kv, Stored};
 use crate::store::refresh_grace::DerivedSecret;
-use crate::store::revocation_feed::REVLOG_TTL_SECS;
 use crate::store::server_key::{self, ServerKey};
 use crate::store::txn::{run_txn, run_txn_from, StoreError, TxnReport, CAS_RETRIES};
 use crate::store::{StoreLayout, MAX_BUCKETS, REVOCATION_SHARDS};
@@ -371,7 +370,7 @@ impl<'a> GrantStore<'a> {
         match outcome {
             RotateOutcome::Rotated { scope } => {
                 // The grant's previous access token is now invalid.
-                self.bump_revocation(token.bucket, now).await;
+                self.bump_revocation(token.bucket);
                 Ok(IssuedTokens {
                     access_token: access.text,
                     refresh_token: Some(refresh.text),
@@ -381,7 +380,7 @@ impl<'a> GrantStore<'a> {
             }
             RotateOutcome::ReuseRevoked => {
                 self.report.refresh_reuse_revoked += 1;
-                self.bump_revocation(token.bucket, now).await;
+                self.bump_revocation(token.bucket);
                 Err(RefreshError::InvalidGrant)
             }
             RotateOutcome::Invalid => Err(RefreshError::InvalidGrant),
@@ -407,7 +406,7 @@ impl<'a> GrantStore<'a> {
         };
         let out = run_txn(&self.kv, token.bucket, &mut txn, now, &mut self.report).await?;
         if out.is_some() {
-            self.bump_revocation(token.bucket, now).await;
+            self.bump_revocation(token.bucket);
         }
         Ok(out)
     }
@@ -439,7 +438,7 @@ impl<'a> GrantStore<'a> {
             .await?;
             if revoked > 0 {
                 total += revoked;
-                self.bump_revocation(bucket, now).await;
+                self.bump_revocation(bucket);
             }
         }
         Ok(total)
@@ -489,7 +488,7 @@ impl<'a> GrantStore<'a> {
                 .await?;
                 if revoked > 0 {
                     total += revoked;
-                    self.bump_revocation(bucket, now).await;
+                    self.bump_revocation(bucket);
                 }
             }
             match page.entries.last() {
@@ -505,23 +504,12 @@ impl<'a> GrantStore<'a> {
         read_generation(&kv.get(&revocation_key(bucket)).value)
     }
 
-    /// Tells every cache that a token of `bucket` stopped being valid early.
-    /// Locally: the shard's generation goes up (one shared-data counter every
-    /// worker reads). Remotely: an event in the revocation log, which every
-    /// node polls (`crate::store::revocation_feed`). Best effort with bounded
-    /// retries: the revocation itself already happened; if this fails, caches
-    /// fall back to their TTL.
-    pub(super) async fn bump_revocation(&mut self, bucket: u32, now: u64) {
-        if self.kv.is_remote() {
-            let mut id = [0u8; 8];
-            let _ = self.rng.fill(&mut id);
-            let key = revlog_key(now, &id);
-            let expires = now.saturating_add(REVLOG_TTL_SECS);
-            let _ = self
-                .kv
-                .put(&key, bucket.to_be_bytes().to_vec(), None, expires)
-                .await;
-        }
+    /// Tells this node's caches that a token of `bucket` stopped being valid
+    /// early: the shard's generation goes up (one shared-data counter every
+    /// worker reads). Other nodes hear it from the revocation-log event the
+    /// transaction wrote with the revocation (`Step::Announce`). Best effort
+    /// with bounded retries: if this fails, caches fall back to their TTL.
+    pub(super) fn bump_revocation(&mut self, bucket: u32) {
         // This node's caches need not wait for the log.
         if let Some(kv) = self.kv.node_local() {
             self.report.cas_retries += bump_local_generation(kv, bucket);

@@ -41,6 +41,8 @@ pub enum Command {
         value: Vec<u8>,
         expect: Option<u64>,
         expires_at: u64,
+        /// Written with it, in the same transaction, if the compare holds.
+        also: Option<Also>,
     },
     /// Up to `limit` keys in `[from, to)`, in key order, with their values.
     /// Remote stores only (Envoy shared data cannot list its keys).
@@ -49,6 +51,15 @@ pub enum Command {
         to: String,
         limit: u32,
     },
+}
+
+/// An unconditional write riding on a conditional one (a revocation-log event
+/// with the revocation it announces: both happen, or neither).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Also {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub expires_at: u64,
 }
 
 /// A driver's answer to a [`Command`].
@@ -205,6 +216,7 @@ impl<'a> Kv<'a> {
                     value,
                     expect,
                     expires_at,
+                    also: None,
                 },
                 |a| match a {
                     Answer::Put(r) => r,
@@ -216,13 +228,16 @@ impl<'a> Kv<'a> {
     }
 
     /// [`Kv::put`], telling on a conflict what the key holds now when the
-    /// store said so (etcd does; shared data does not).
+    /// store said so (etcd does; shared data does not). A remote store also
+    /// writes `also` in the same transaction; a local one has no use for it
+    /// (its revocations are seen through node-local counters).
     pub fn put_reporting(
         &self,
         key: &str,
         value: Vec<u8>,
         expect: Option<u64>,
         expires_at: u64,
+        also: Option<Also>,
     ) -> KvCall<Result<(), PutFailed>> {
         fn failed(e: WriteError) -> PutFailed {
             match e {
@@ -242,6 +257,7 @@ impl<'a> Kv<'a> {
                     value,
                     expect,
                     expires_at,
+                    also,
                 },
                 |a| match a {
                     Answer::Put(r) => r.map_err(failed),

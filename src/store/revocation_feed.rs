@@ -1,7 +1,8 @@
 //! How a node hears about revocations made on other nodes (fleet mode).
 //!
 //! Every revocation also writes a short-lived event `revlog/<slice>/<id>` whose
-//! value names the bucket that changed. Each worker polls the recent slices for
+//! value names the bucket that changed, in the same transaction as the
+//! revocation (`txn::Step::Announce`). Each worker polls the recent slices for
 //! events newer than the last revision it saw (`min_mod_revision`), and bumps
 //! the local revocation generation of those buckets' shards, so its validation
 //! cache drops them on the next request (the shared-data `immediate` mechanism).

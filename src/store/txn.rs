@@ -8,8 +8,11 @@
 
 use crate::host::RandomUnavailable;
 use crate::store::bucket::Bucket;
-use crate::store::keys::bucket_key;
-use crate::store::kv::{Kv, PutFailed, Stored, Unavailable};
+use sha2::{Digest, Sha256};
+
+use crate::store::keys::{bucket_key, revlog_key};
+use crate::store::kv::{Also, Kv, PutFailed, Stored, Unavailable};
+use crate::store::revocation_feed::REVLOG_TTL_SECS;
 
 /// Bounded retries on a CAS conflict before giving up with `Contended`.
 pub const CAS_RETRIES: usize = 32;
@@ -40,6 +43,10 @@ impl From<Unavailable> for StoreError {
 pub enum Step<T> {
     /// Persist the (changed) bucket, then return `T`.
     Write(T),
+    /// Persist it, and announce that a token of this bucket stopped being
+    /// valid early: over etcd a revocation-log event in the same transaction
+    /// (both happen, or neither), so every node's guard hears of it.
+    Announce(T),
     /// Nothing to persist.
     Done(T),
 }
@@ -62,6 +69,24 @@ pub trait BucketTxn {
     /// shows that very write, recognised by the fresh random tokens it stored.
     fn applied(&mut self, _bucket: &mut Bucket) -> Option<Self::Output> {
         None
+    }
+}
+
+/// The revocation-log event announcing a change to `bucket` (see
+/// `revocation_feed`): its key names the minute and an ID derived from the
+/// bucket, the value written and the time, so events of one minute differ.
+fn revocation_event(bucket: u32, value: &[u8], now: u64) -> Also {
+    let d = Sha256::new()
+        .chain_update(bucket.to_be_bytes())
+        .chain_update(now.to_be_bytes())
+        .chain_update(value)
+        .finalize();
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&d[..8]);
+    Also {
+        key: revlog_key(now, &id),
+        value: bucket.to_be_bytes().to_vec(),
+        expires_at: now.saturating_add(REVLOG_TTL_SECS),
     }
 }
 
@@ -136,28 +161,32 @@ pub async fn run_txn_from<T: BucketTxn>(
             }
         }
         report.reclaimed += b.reclaim(now) as u32;
-        match txn.apply(&mut b, now) {
+        let (out, announce) = match txn.apply(&mut b, now) {
             Step::Done(out) => return Ok(out),
-            Step::Write(out) => {
-                report.reclaimed += b.reclaim(now) as u32;
-                // The key lives as long as its longest-lived grant (a remote
-                // store lets it lapse then; shared data ignores this).
-                let expires_at = b.expires_at().unwrap_or(now);
-                let put = kv.put_reporting(&key, b.encode(), current.version, expires_at);
-                match put.await {
-                    Ok(()) => return Ok(out),
-                    Err(PutFailed::Conflict(now_stored)) => {
-                        report.cas_retries += 1;
-                        known = now_stored;
-                    }
-                    Err(PutFailed::Unavailable) => {
-                        // Recognisable: read the bucket again (another member
-                        // if need be) and look. Not: fail, never apply twice.
-                        unknown += 1;
-                        if !T::RECOGNISES_OWN_WRITE || unknown > UNKNOWN_OUTCOME_RETRIES {
-                            return Err(StoreError::Unavailable);
-                        }
-                    }
+            Step::Write(out) => (out, false),
+            Step::Announce(out) => (out, true),
+        };
+        report.reclaimed += b.reclaim(now) as u32;
+        // The key lives as long as its longest-lived grant (a remote store lets
+        // it lapse then; shared data ignores this).
+        let expires_at = b.expires_at().unwrap_or(now);
+        let value = b.encode();
+        let also = (announce && kv.is_remote()).then(|| revocation_event(bucket, &value, now));
+        match kv
+            .put_reporting(&key, value, current.version, expires_at, also)
+            .await
+        {
+            Ok(()) => return Ok(out),
+            Err(PutFailed::Conflict(now_stored)) => {
+                report.cas_retries += 1;
+                known = now_stored;
+            }
+            Err(PutFailed::Unavailable) => {
+                // Recognisable: read the bucket again (another member if need
+                // be) and look. Not: fail, never apply twice.
+                unknown += 1;
+                if !T::RECOGNISES_OWN_WRITE || unknown > UNKNOWN_OUTCOME_RETRIES {
+                    return Err(StoreError::Unavailable);
                 }
             }
         }

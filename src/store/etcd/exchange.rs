@@ -6,7 +6,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::gateway::{self, Expect, GatewayError, GatewayRequest};
+use super::gateway::{self, AlsoPut, Expect, GatewayError, GatewayRequest};
 use crate::host::WriteError;
 use crate::store::kv::{Answer, Command, ScanPage, Stored, Unavailable};
 
@@ -68,7 +68,11 @@ enum Stage {
 pub struct Exchange {
     command: Command,
     stage: Stage,
-    lease: i64,
+    /// The leases a put names (its own slice's, and its event's): (ID, the
+    /// expiry it covers). Granted on a 404, once, all of them.
+    leases: Vec<(i64, u64)>,
+    /// Which of `leases` the grant in flight is.
+    granting: usize,
     granted: bool,
     authenticated: bool,
     /// Sends of the main request so far (bounded, see `retry_or_fail`).
@@ -86,14 +90,23 @@ const MAX_SENDS: u32 = 3;
 impl Exchange {
     /// Starts `command`; returns the first request to send.
     pub fn start(command: Command, settings: &EtcdSettings, session: &Session) -> (Self, Step) {
-        let lease = match &command {
-            Command::Put { expires_at, .. } => lease_for(&settings.prefix, *expires_at),
-            Command::Get { .. } | Command::Scan { .. } => 0,
-        };
+        let mut leases = Vec::new();
+        if let Command::Put {
+            expires_at, also, ..
+        } = &command
+        {
+            for at in std::iter::once(*expires_at).chain(also.as_ref().map(|a| a.expires_at)) {
+                let id = lease_for(&settings.prefix, at);
+                if id != 0 && !leases.iter().any(|(l, _)| *l == id) {
+                    leases.push((id, at));
+                }
+            }
+        }
         let mut x = Exchange {
             command,
             stage: Stage::Main,
-            lease,
+            leases,
+            granting: 0,
             granted: false,
             authenticated: false,
             sent: 0,
@@ -135,6 +148,10 @@ impl Exchange {
                 Err(_) => self.fail(),
             },
             Stage::GrantLease => match gateway::decode_lease_grant(status, body) {
+                Ok(()) if self.granting + 1 < self.leases.len() => {
+                    self.granting += 1;
+                    self.grant_lease(session, now)
+                }
                 Ok(()) => self.main(settings, session),
                 Err(e) => self.retry_or_fail(e, settings, session, now),
             },
@@ -192,16 +209,10 @@ impl Exchange {
         now: u64,
     ) -> Step {
         match e {
-            GatewayError::LeaseNotFound if !self.granted && self.lease != 0 => {
+            GatewayError::LeaseNotFound if !self.granted && !self.leases.is_empty() => {
                 self.granted = true;
-                self.stage = Stage::GrantLease;
-                self.side(Outgoing {
-                    request: gateway::lease_grant(
-                        self.lease,
-                        lease_ttl(self.command_expiry(), now),
-                    ),
-                    token: session.token.clone(),
-                })
+                self.granting = 0;
+                self.grant_lease(session, now)
             }
             GatewayError::Unauthenticated
                 if settings.credentials.is_some() && !self.authenticated =>
@@ -229,17 +240,22 @@ impl Exchange {
         }
     }
 
+    /// Grants `leases[granting]` (a lease that exists already is fine).
+    fn grant_lease(&mut self, session: &Session, now: u64) -> Step {
+        self.stage = Stage::GrantLease;
+        let Some((id, expires_at)) = self.leases.get(self.granting).copied() else {
+            return self.fail();
+        };
+        self.side(Outgoing {
+            request: gateway::lease_grant(id, lease_ttl(expires_at, now)),
+            token: session.token.clone(),
+        })
+    }
+
     fn side(&mut self, out: Outgoing) -> Step {
         self.side_request = Some(out.clone());
         self.side_sent = 1;
         Step::Send(out)
-    }
-
-    fn command_expiry(&self) -> u64 {
-        match &self.command {
-            Command::Put { expires_at, .. } => *expires_at,
-            Command::Get { .. } | Command::Scan { .. } => 0,
-        }
     }
 
     fn authenticate(&mut self, settings: &EtcdSettings) -> Step {
@@ -263,13 +279,32 @@ impl Exchange {
                 gateway::range_page(&prefixed(settings, from), &prefixed(settings, to), *limit)
             }
             Command::Put {
-                key, value, expect, ..
+                key,
+                value,
+                expect,
+                expires_at,
+                also,
             } => {
                 let expect = match expect {
                     None => Expect::Absent,
                     Some(v) => Expect::ModRevision(*v as i64),
                 };
-                gateway::put_if(&prefixed(settings, key), value, expect, self.lease)
+                let also_key = also.as_ref().map(|a| prefixed(settings, &a.key));
+                let also = also
+                    .as_ref()
+                    .zip(also_key.as_deref())
+                    .map(|(a, k)| AlsoPut {
+                        key: k,
+                        value: &a.value,
+                        lease: lease_for(&settings.prefix, a.expires_at),
+                    });
+                gateway::put_if(
+                    &prefixed(settings, key),
+                    value,
+                    expect,
+                    lease_for(&settings.prefix, *expires_at),
+                    also,
+                )
             }
         };
         Step::Send(Outgoing {
@@ -523,7 +558,62 @@ mod tests {
             value: b"v".to_vec(),
             expect,
             expires_at: 1_000_000,
+            also: None,
         }
+    }
+
+    #[test]
+    fn an_announced_revocation_writes_its_event_in_the_same_txn_and_grants_both_leases() {
+        use crate::store::kv::Also;
+        let s = settings(false);
+        let mut session = Session::default();
+        let command = Command::Put {
+            key: "g/7".into(),
+            value: b"bucket".to_vec(),
+            expect: Some(5),
+            expires_at: 1_000_000,
+            also: Some(Also {
+                key: "revlog/1".into(),
+                value: 7u32.to_be_bytes().to_vec(),
+                expires_at: 500_180,
+            }),
+        };
+        let (mut x, step) = Exchange::start(command, &s, &session);
+        let b = body(sent(&step));
+        // Both puts in the success branch: the event exists if and only if the
+        // revocation was written.
+        assert_eq!(b["compare"][0]["key"], B64.encode("/p/g/7"));
+        let (bucket_lease, event_lease) = (lease_for("/p/", 1_000_000), lease_for("/p/", 500_180));
+        assert_ne!(bucket_lease, event_lease);
+        assert_eq!(b["success"][0]["requestPut"]["key"], B64.encode("/p/g/7"));
+        assert_eq!(
+            b["success"][0]["requestPut"]["lease"],
+            bucket_lease.to_string()
+        );
+        assert_eq!(
+            b["success"][1]["requestPut"]["key"],
+            B64.encode("/p/revlog/1")
+        );
+        assert_eq!(
+            b["success"][1]["requestPut"]["lease"],
+            event_lease.to_string()
+        );
+        // A lease is missing (etcd does not say which): grant both, then the txn again.
+        let not_found = br#"{"error":"etcdserver: requested lease not found","code":5,"message":"etcdserver: requested lease not found"}"#;
+        let step = x.on_response(404, not_found, &s, &mut session, 500_000);
+        assert_eq!(body(sent(&step))["ID"], bucket_lease.to_string());
+        let granted = format!(r#"{{{HEADER},"ID":"1","TTL":"60"}}"#);
+        let step = x.on_response(200, granted.as_bytes(), &s, &mut session, 500_000);
+        let o = sent(&step);
+        assert_eq!(o.request.path, "/v3/lease/grant");
+        assert_eq!(body(o)["ID"], event_lease.to_string());
+        let step = x.on_response(200, granted.as_bytes(), &s, &mut session, 500_000);
+        assert_eq!(sent(&step).request.path, "/v3/kv/txn");
+        // Granted once per exchange: another 404 fails the write.
+        assert!(matches!(
+            x.on_response(404, not_found, &s, &mut session, 500_000),
+            Step::Done(Answer::Put(Err(WriteError::Failed)))
+        ));
     }
 
     #[test]

@@ -91,23 +91,44 @@ pub fn range_page(from: &[u8], to: &[u8], limit: u32) -> GatewayRequest {
     )
 }
 
-/// Writes `value` if the key is as expected; a lost compare returns the key as it is.
-pub fn put_if(key: &[u8], value: &[u8], expect: Expect, lease: i64) -> GatewayRequest {
+/// An unconditional put riding on [`put_if`]'s success branch.
+pub struct AlsoPut<'a> {
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+    pub lease: i64,
+}
+
+/// Writes `value` (and `also`) if the key is as expected; a lost compare
+/// returns the key as it is.
+pub fn put_if(
+    key: &[u8],
+    value: &[u8],
+    expect: Expect,
+    lease: i64,
+    also: Option<AlsoPut>,
+) -> GatewayRequest {
     let compare = match expect {
         Expect::Absent => json!({ "key": b64(key), "target": "CREATE", "result": "EQUAL",
                                   "create_revision": "0" }),
         Expect::ModRevision(r) => json!({ "key": b64(key), "target": "MOD", "result": "EQUAL",
                                           "mod_revision": r.to_string() }),
     };
-    let mut put = json!({ "key": b64(key), "value": b64(value) });
-    if lease != 0 {
-        put["lease"] = Value::String(lease.to_string());
+    let put = |key: &[u8], value: &[u8], lease: i64| {
+        let mut p = json!({ "key": b64(key), "value": b64(value) });
+        if lease != 0 {
+            p["lease"] = Value::String(lease.to_string());
+        }
+        json!({ "requestPut": p })
+    };
+    let mut success = vec![put(key, value, lease)];
+    if let Some(a) = also {
+        success.push(put(a.key, a.value, a.lease));
     }
     request(
         "/v3/kv/txn",
         json!({
             "compare": [compare],
-            "success": [{ "requestPut": put }],
+            "success": success,
             "failure": [{ "requestRange": { "key": b64(key) } }],
         }),
     )
