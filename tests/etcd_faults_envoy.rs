@@ -369,11 +369,21 @@ fn store() -> String {
 }
 
 fn token_config() -> String {
+    token_config_with("", "")
+}
+
+/// A second client, later listed in `revoked_clients`.
+const C2: &str = "leaky-app";
+const S2: &str = "leaky-app-secret";
+
+/// `extra`: more entries of `clients` (each starting with `,`); `more`: more
+/// top-level fields (each ending with `,`).
+fn token_config_with(extra: &str, more: &str) -> String {
     let h = |s: &str| hash_secret(s.as_bytes(), b"fedcba9876543210", 10_000);
     let store = store().replace(r#","revocation_poll_ms":50,"staleness_ms":1000"#, "");
     format!(
-        r#"{{"realm":"test",{store},"throttle":{{"max_failures":0}},
-            "clients":[{{"client_id":"{C1}","secret_hash":"{}","grant_types":["client_credentials","password","refresh_token"],"scopes":["default"]}}],
+        r#"{{"realm":"test",{store},"throttle":{{"max_failures":0}},{more}
+            "clients":[{{"client_id":"{C1}","secret_hash":"{}","grant_types":["client_credentials","password","refresh_token"],"scopes":["default"]}}{extra}],
             "users":[{{"username":"admin","password_hash":"{}","scopes":["default"]}}]}}"#,
         h(S1),
         h("admin")
@@ -397,12 +407,20 @@ struct Rig {
 
 impl Rig {
     fn start() -> Rig {
-        let etcd = EtcdCluster::start(1);
+        Rig::start_with(EtcdCluster::start(1), &token_config(), None)
+    }
+
+    /// Over `etcd`, with this token configuration; `fault`: the fake's mode
+    /// (every `/v3/` request) from before Envoy loads its configuration.
+    fn start_with(etcd: EtcdCluster, token_config: &str, fault: Option<Mode>) -> Rig {
         let fake = FakeEtcd::start(etcd.client_urls()[0].clone());
+        if let Some(mode) = fault {
+            fake.set(mode, Scope::Every);
+        }
         let envoy = Envoy::start_template(
             "fleet.yaml",
             &[
-                ("TOKEN_CONFIG", &token_config()),
+                ("TOKEN_CONFIG", token_config),
                 ("GUARD_CONFIG", &guard_config()),
                 (
                     "ETCD_CLUSTER",
@@ -695,6 +713,70 @@ fn a_write_whose_answer_was_lost_is_recognised_and_never_applied_twice() {
     );
     assert_eq!(rv.status, 200);
     assert_eq!(rig.api(&t).status, 401, "a revoked token passes");
+    assert_eq!(rig.api(&rig.issued()).status, 200);
+    rig.assert_no_crash();
+    eprintln!("whole test: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// `revoked_clients` loaded while etcd answers only errors: the sweep cannot run
+/// at load (and the configuration is not refused for it); it is tried again
+/// every few seconds, and once etcd answers, the listed client's grant is revoked.
+#[test]
+fn a_revoked_clients_sweep_that_cannot_reach_etcd_is_tried_again_until_it_can() {
+    let started = Instant::now();
+    let etcd = EtcdCluster::start(1);
+    // The leaky client's token, issued straight over the real member.
+    let h = hash_secret(S2.as_bytes(), b"0123456789abcdef", 10_000);
+    let leaky = format!(
+        r#",{{"client_id":"{C2}","secret_hash":"{h}","grant_types":["client_credentials"],"scopes":["default"]}}"#
+    );
+    let before = Envoy::start_template(
+        "fleet.yaml",
+        &[
+            ("TOKEN_CONFIG", &token_config_with(&leaky, "")),
+            ("GUARD_CONFIG", &guard_config()),
+            (
+                "ETCD_CLUSTER",
+                &envoy_etcd_cluster_yaml("etcd", &etcd.client_ports()),
+            ),
+        ],
+        1,
+    );
+    let r = post_form(
+        &format!("{}/token", before.base_url("http")),
+        &[("grant_type", "client_credentials")],
+        &[("authorization", &basic_auth(C2, S2))],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let leaked = r.json()["access_token"].as_str().unwrap().to_string();
+    drop(before);
+    // The operator's new configuration, loaded while etcd answers 503 to everything.
+    let listed = format!(r#""revoked_clients":["{C2}"],"#);
+    let rig = Rig::start_with(
+        etcd,
+        &token_config_with("", &listed),
+        Some(Mode::Status503Empty),
+    );
+    assert!(
+        rig.envoy.wait_for_log(
+            "revoked_clients: the sweep could not reach the store",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        rig.envoy.log()
+    );
+    rig.fake.proxy();
+    assert!(
+        rig.envoy
+            .wait_for_log("revoked_clients: revoked 1 grants", Duration::from_secs(10)),
+        "the sweep never ran once etcd answered:\n{}",
+        rig.envoy.log()
+    );
+    assert_eq!(
+        rig.api(&leaked).status,
+        401,
+        "a listed client's token passes"
+    );
     assert_eq!(rig.api(&rig.issued()).status, 200);
     rig.assert_no_crash();
     eprintln!("whole test: {:.1} s", started.elapsed().as_secs_f64());
