@@ -206,11 +206,7 @@ impl Bucket {
         if bytes.is_empty() {
             return Ok(Bucket::default());
         }
-        let mut r = Reader { buf: bytes, pos: 0 };
-        if r.u8()? != VERSION {
-            return Err(Corrupt);
-        }
-        let count = r.u16()? as usize;
+        let (mut r, count) = Reader::header(bytes)?;
         let start = r.pos;
         for _ in 0..count {
             r.take(GRANT_ID_BYTES)?;
@@ -232,11 +228,7 @@ impl Bucket {
         if bytes.is_empty() {
             return Ok(Bucket::default());
         }
-        let mut r = Reader { buf: bytes, pos: 0 };
-        if r.u8()? != VERSION {
-            return Err(Corrupt);
-        }
-        let count = r.u16()? as usize;
+        let (mut r, count) = Reader::header(bytes)?;
         let mut grants = Vec::with_capacity(count.min(4096));
         for _ in 0..count {
             grants.push(decode_grant(&mut r)?);
@@ -256,11 +248,7 @@ impl Bucket {
         if bytes.is_empty() {
             return Ok(None);
         }
-        let mut r = Reader { buf: bytes, pos: 0 };
-        if r.u8()? != VERSION {
-            return Err(Corrupt);
-        }
-        let count = r.u16()?;
+        let (mut r, count) = Reader::header(bytes)?;
         for _ in 0..count {
             let start = r.pos;
             let this_id = r.take(GRANT_ID_BYTES)?;
@@ -525,6 +513,18 @@ fn skip_grant_after_id(r: &mut Reader) -> Result<(), Corrupt> {
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// A reader past a stored bucket's header (version, record count).
+    fn header(buf: &'a [u8]) -> Result<(Reader<'a>, usize), Corrupt> {
+        let mut r = Reader { buf, pos: 0 };
+        if r.u8()? != VERSION {
+            return Err(Corrupt);
+        }
+        let count = r.u16()? as usize;
+        Ok((r, count))
+    }
 }
 
 impl<'a> Reader<'a> {
