@@ -9,7 +9,7 @@ VENV        := .venv
 ENVOY       := $(VENV)/bin/envoy
 TLS_DIR     := .run/tls
 
-.PHONY: setup build run test hash-secret keygen fmt clean bench
+.PHONY: setup build run test hash-secret client-secret keygen fmt clean bench
 
 setup:
 	@set -e; missing=""; \
@@ -64,8 +64,13 @@ bench: setup build
 	cargo build --release --target $(WASM_TARGET) --manifest-path bench/noop-filter/Cargo.toml
 	python3 bench/run.py
 
+# PBKDF2 hash of a human-chosen secret or password read from standard input.
 hash-secret:
 	@cargo run --release --quiet --bin hash-secret
+
+# A new 256-bit client secret and its fast keyed hash (HMAC-SHA-256).
+client-secret:
+	@cargo run --release --quiet --bin hash-secret -- --generate
 
 # A fresh ES256 key for JWT access tokens: PKCS#8 PEM, public JWK, config snippet.
 # KID=name sets its kid (default: the RFC 7638 thumbprint).

@@ -28,6 +28,11 @@ pub trait KvStore {
 pub trait Clock {
     /// Seconds since the Unix epoch.
     fn now_secs(&self) -> u64;
+    /// Milliseconds since the Unix epoch (rate limits); a clock that only
+    /// knows seconds answers whole seconds.
+    fn now_millis(&self) -> u64 {
+        self.now_secs().saturating_mul(1000)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,6 +4,13 @@
 
 use std::collections::HashMap;
 
+/// Native tests run the slow hashes without a per-worker ration.
+const UNRATIONED: envoy_oauth2::authn::hash_budget::HashBudgetPolicy =
+    envoy_oauth2::authn::hash_budget::HashBudgetPolicy {
+        per_second: 0,
+        burst: 0,
+    };
+
 use envoy_oauth2::authn::credential_cache::CredentialCache;
 use envoy_oauth2::authn::env::ServiceEnv;
 use envoy_oauth2::config::secret_hash::hash_secret;
@@ -160,6 +167,8 @@ impl World {
             clock: &self.clock,
             rng: &HostRandomness,
             credentials: &mut self.creds,
+            hash_budget: &envoy_oauth2::authn::hash_budget::HashBudget::new(UNRATIONED),
+            client_address: "192.0.2.10",
         };
         let r = handle_authorize(
             &self.cfg,
@@ -206,6 +215,8 @@ impl World {
             clock: &self.clock,
             rng: &HostRandomness,
             credentials: &mut self.creds,
+            hash_budget: &envoy_oauth2::authn::hash_budget::HashBudget::new(UNRATIONED),
+            client_address: "192.0.2.10",
         };
         let req = EndpointRequest {
             method: "POST",

@@ -24,6 +24,13 @@ use envoy_oauth2::oauth::response::Response;
 use envoy_oauth2::store::kv::{Kv, RunNow};
 use serde_json::{json, Value};
 
+/// Native tests run the slow hashes without a per-worker ration.
+const UNRATIONED: envoy_oauth2::authn::hash_budget::HashBudgetPolicy =
+    envoy_oauth2::authn::hash_budget::HashBudgetPolicy {
+        per_second: 0,
+        burst: 0,
+    };
+
 const OPAQUE_CLIENT: &str = "opaque-client";
 const JWT_CLIENT: &str = "jwt-client";
 const SECRET: &str = "s3cret";
@@ -95,6 +102,8 @@ impl World {
             clock: &self.clock,
             rng: &HostRandomness,
             credentials: &mut self.creds,
+            hash_budget: &envoy_oauth2::authn::hash_budget::HashBudget::new(UNRATIONED),
+            client_address: "192.0.2.10",
         };
         let req = EndpointRequest {
             method: "POST",

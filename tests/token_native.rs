@@ -15,6 +15,13 @@ use envoy_oauth2::oauth::response::Response;
 use envoy_oauth2::store::kv::{Kv, RunNow};
 use serde_json::Value;
 
+/// Native tests run the slow hashes without a per-worker ration.
+const UNRATIONED: envoy_oauth2::authn::hash_budget::HashBudgetPolicy =
+    envoy_oauth2::authn::hash_budget::HashBudgetPolicy {
+        per_second: 0,
+        burst: 0,
+    };
+
 const C1: &str = "IZsIi6HDbB5e8VKdZAnUi_fZ3f8a";
 const S1: &str = "Gm0bJ6oWV8fC5OQLLlC6jslACW8a";
 const C2: &str = "hSN3y4iQGUCUfvovakUq5Sq1CTQa";
@@ -74,6 +81,8 @@ impl World {
             clock: &self.clock,
             rng: &HostRandomness,
             credentials: &mut self.creds,
+            hash_budget: &envoy_oauth2::authn::hash_budget::HashBudget::new(UNRATIONED),
+            client_address: "192.0.2.10",
         };
         let req = EndpointRequest {
             method,

@@ -1,12 +1,13 @@
 //! Client authentication at the token endpoints (RFC 6749 §2.3.1): HTTP Basic
-//! or `client_id` + `client_secret` in the form, never both.
+//! or `client_id` + `client_secret` in the form, never both. The secret check
+//! itself is `slow_check`'s.
 
 use crate::authn::env::ServiceEnv;
+use crate::authn::slow_check::{check_secret, Refused};
 use crate::authn::throttle::Subject;
-use crate::authn::user::costliest;
 use crate::config::{Client, TokenConfig};
 use crate::oauth::basic_auth::{self, BasicError};
-use crate::oauth::error::{invalid_request, throttled, ErrorCode, OAuthError};
+use crate::oauth::error::{busy, invalid_request, throttled, ErrorCode, OAuthError};
 use crate::oauth::form::Form;
 
 const FAILED: &str = "client authentication failed";
@@ -64,41 +65,29 @@ pub async fn authenticate<'c>(
             OAuthError::new(ErrorCode::InvalidClient, FAILED)
         }
     };
-    // Checked before the slow hash: a throttled name costs no PBKDF2.
-    let now = env.clock.now_secs();
-    if let Some(wait) = cfg
-        .throttle
-        .retry_after(&env.kv, Subject::Client(&id), now)
-        .await
-    {
-        return Err(throttled(wait));
-    }
-    let result = match cfg.client(&id) {
-        Some(client)
-            if client
-                .secret
-                .as_ref()
-                .is_some_and(|h| env.credentials.verify(h, secret.as_bytes())) =>
-        {
-            Ok(client)
-        }
-        Some(_) => Err(fail()),
-        None => {
-            // Spend the same time as a wrong secret, so timing does not reveal
-            // which client ids exist.
-            if let Some(costliest) = costliest(cfg.clients.iter().filter_map(|c| c.secret.as_ref()))
-            {
-                let _ = costliest.verify(b"\x00not-a-secret");
-            }
-            Err(fail())
-        }
+    // Client ids are public identifiers: an unknown one fails at the cost of a
+    // table lookup (no decoy hash, no store write).
+    let Some(client) = cfg.client(&id) else {
+        return Err(fail());
     };
-    if result.is_err() {
-        cfg.throttle
-            .record_failure(&env.kv, Subject::Client(&id), now)
-            .await;
+    let Some(stored) = client.secret.as_ref() else {
+        return Err(fail());
+    };
+    match check_secret(
+        &cfg.throttle,
+        env,
+        Subject::Client(&id),
+        Some(stored),
+        None,
+        secret.as_bytes(),
+    )
+    .await
+    {
+        Ok(()) => Ok(client),
+        Err(Refused::Wrong) => Err(fail()),
+        Err(Refused::Throttled(wait)) => Err(throttled(wait)),
+        Err(Refused::Busy(wait)) => Err(busy(wait)),
     }
-    result
 }
 
 pub fn repeated(e: crate::oauth::form::FormError) -> OAuthError {

@@ -1,7 +1,8 @@
-//! The host as request handlers see it: the store, the clock, the CSPRNG and
-//! this worker's credential cache.
+//! The host as request handlers see it: the store, the clock, the CSPRNG,
+//! this worker's credential cache and slow-hash ration, and who is asking.
 
 use crate::authn::credential_cache::CredentialCache;
+use crate::authn::hash_budget::HashBudget;
 use crate::host::{Clock, Randomness};
 use crate::store::kv::Kv;
 
@@ -10,4 +11,8 @@ pub struct ServiceEnv<'a> {
     pub clock: &'a dyn Clock,
     pub rng: &'a dyn Randomness,
     pub credentials: &'a CredentialCache,
+    pub hash_budget: &'a HashBudget,
+    /// The client's address (see `config::abuse::ClientAddressConfig`):
+    /// failures are throttled per name and address.
+    pub client_address: &'a str,
 }

@@ -3,6 +3,7 @@
 //! it, and Envoy then refuses the configuration. Secrets are configured as
 //! hashes (`secret_hash`). May import `oauth` and `store`'s limits.
 
+pub mod abuse;
 pub mod client;
 pub mod error;
 pub mod guard;

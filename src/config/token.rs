@@ -4,11 +4,14 @@
 
 use serde::Deserialize;
 
+pub use super::abuse::ThrottlePolicy;
+use super::abuse::{parse_hash_budget, parse_throttle, HashBudgetFile, ThrottleFile};
 use super::client::{parse_clients, parse_users, Client, ClientFile, User, UserFile};
 use super::error::{check_header_text, check_name, err, parse_json, ConfigError};
 use super::jwt::{check_audience, parse_token_jwt, FormatName, TokenJwt, TokenJwtFile};
 use super::lifetimes::{check_lifetimes, LifetimesConfig};
 use super::store::{parse_store, RemoteStore, StoreFile};
+use crate::authn::hash_budget::HashBudgetPolicy;
 use crate::store::StoreLayout;
 use crate::token::jwt::JwtFormat;
 
@@ -40,48 +43,14 @@ impl Default for PathsConfig {
 }
 
 /// RFC 8414 §3: fixed by the standard.
-/// Brute-force throttling of failed authentication (applied by
-/// `crate::authn::throttle`, per client_id and per username).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ThrottlePolicy {
-    /// Failures allowed per window; 0 turns throttling off.
-    pub max_failures: u32,
-    pub window_seconds: u64,
-}
-
 pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ThrottleConfig {
-    #[serde(default = "default_max_failures")]
-    pub max_failures: u32,
-    #[serde(default = "default_throttle_window")]
-    pub window_seconds: u64,
-}
-
-impl Default for ThrottleConfig {
-    fn default() -> Self {
-        ThrottleConfig {
-            max_failures: default_max_failures(),
-            window_seconds: default_throttle_window(),
-        }
-    }
-}
-
-fn default_max_failures() -> u32 {
-    10
-}
-fn default_throttle_window() -> u64 {
-    60
-}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TokenConfigFile {
     issuer: Option<String>,
     #[serde(default)]
-    throttle: ThrottleConfig,
+    throttle: ThrottleFile,
     #[serde(default)]
     refresh_token_grace_seconds: u64,
     #[serde(default = "default_realm")]
@@ -106,6 +75,8 @@ struct TokenConfigFile {
     #[serde(default)]
     access_token_format: FormatName,
     jwt: Option<TokenJwtFile>,
+    #[serde(default)]
+    slow_hash_budget: HashBudgetFile,
 }
 
 fn default_token_path() -> String {
@@ -159,6 +130,8 @@ pub struct TokenConfig {
     pub revoked_clients: Vec<String>,
     /// The `jwt` section: signing keys and the JWKS (`None`: no JWKS served).
     pub jwt: Option<TokenJwt>,
+    /// Per worker: how much slow (PBKDF2) hash work a second.
+    pub slow_hash_budget: HashBudgetPolicy,
 }
 
 /// RFC 6749 §4.1.2 recommends at most 10 minutes.
@@ -191,7 +164,8 @@ impl TokenConfig {
             client.jwt = jwt_format(i, f, file.access_token_format, jwt.as_ref())?;
         }
         let users = parse_users(&file.users, &file.default_tenant)?;
-        check_throttle(&file.throttle)?;
+        let throttle = parse_throttle(&file.throttle)?;
+        let slow_hash_budget = parse_hash_budget(&file.slow_hash_budget)?;
         check_revoked_clients(&file.revoked_clients, &file.clients)?;
         if file.refresh_token_grace_seconds > 60 {
             return Err(err(
@@ -202,10 +176,7 @@ impl TokenConfig {
         Ok(TokenConfig {
             refresh_token_grace_seconds: file.refresh_token_grace_seconds,
             issuer: file.issuer,
-            throttle: ThrottlePolicy {
-                max_failures: file.throttle.max_failures,
-                window_seconds: file.throttle.window_seconds,
-            },
+            throttle,
             realm: file.realm,
             default_tenant: file.default_tenant,
             max_body_bytes: file.max_body_bytes,
@@ -217,6 +188,7 @@ impl TokenConfig {
             users,
             revoked_clients: file.revoked_clients,
             jwt,
+            slow_hash_budget,
         })
     }
 
@@ -329,16 +301,6 @@ fn check_issuer(issuer: Option<&str>) -> Result<(), ConfigError> {
         ));
     }
     check_header_text("issuer", issuer)
-}
-
-fn check_throttle(t: &ThrottleConfig) -> Result<(), ConfigError> {
-    if t.max_failures > 0 && !(1..=86400).contains(&t.window_seconds) {
-        return Err(err(
-            "throttle.window_seconds",
-            "must be between 1 and 86400",
-        ));
-    }
-    Ok(())
 }
 
 /// `revoked_clients`: names, none of them still a configured client.

@@ -1,13 +1,13 @@
 //! password (RFC 6749 §4.3): the resource owner's credentials, throttled per
-//! username; a refresh token only for clients that may use one.
+//! username and client address; a refresh token only for clients that may use one.
 
 use crate::authn::client::repeated;
 use crate::authn::env::ServiceEnv;
-use crate::authn::throttle::Subject;
+use crate::authn::slow_check::Refused;
 use crate::authn::user::authenticate_user;
 use crate::config::{Client, GrantType, TokenConfig};
 use crate::grant::{resolve_scope, store_error};
-use crate::oauth::error::{invalid_request, throttled, ErrorCode, OAuthError};
+use crate::oauth::error::{busy, invalid_request, throttled, ErrorCode, OAuthError};
 use crate::oauth::form::Form;
 use crate::store::{GrantRequest, GrantStore, IssuedTokens, Lifetimes};
 
@@ -25,17 +25,16 @@ pub async fn issue<'a>(
     let (Some(username), Some(password)) = (username, password) else {
         return Err(invalid_request("username and password are required"));
     };
-    let subject_name = cfg.qualified_username(username);
-    let subject = Subject::User(&subject_name);
-    if let Some(wait) = cfg.throttle.retry_after(&env.kv, subject, now).await {
-        return Err(throttled(wait));
-    }
-    let Some(user) = authenticate_user(cfg, env.credentials, username, password) else {
-        cfg.throttle.record_failure(&env.kv, subject, now).await;
-        return Err(OAuthError::new(
-            ErrorCode::InvalidGrant,
-            "invalid resource owner credentials",
-        ));
+    let user = match authenticate_user(cfg, env, username, password).await {
+        Ok(user) => user,
+        Err(Refused::Wrong) => {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidGrant,
+                "invalid resource owner credentials",
+            ))
+        }
+        Err(Refused::Throttled(wait)) => return Err(throttled(wait)),
+        Err(Refused::Busy(wait)) => return Err(busy(wait)),
     };
     let scope = resolve_scope(client, requested, Some(&user.scopes))?;
     let req = GrantRequest {

@@ -107,6 +107,18 @@ pub fn throttled(retry_after: u64) -> OAuthError {
     .with_header("retry-after", retry_after.to_string())
 }
 
+/// This worker's ration of slow hash work is spent: 429 with `Retry-After`.
+/// Only requests that need a slow hash (a password, a human-chosen secret)
+/// get this; the rest are served.
+pub fn busy(retry_after: u64) -> OAuthError {
+    OAuthError::new(
+        ErrorCode::TemporarilyUnavailable,
+        "too many credential checks at this moment; retry later",
+    )
+    .with_status(429)
+    .with_header("retry-after", retry_after.to_string())
+}
+
 pub fn invalid_request(description: impl Into<String>) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidRequest, description)
 }

@@ -88,6 +88,10 @@ impl HostClock {
 }
 
 impl Clock for HostClock {
+    fn now_millis(&self) -> u64 {
+        now_millis()
+    }
+
     fn now_secs(&self) -> u64 {
         let (secs, ms, reuses) = CLOCK.with(Cell::get);
         if reuses == 0 {
@@ -217,6 +221,14 @@ pub fn plugin_configuration() -> Vec<u8> {
         .ok()
         .flatten()
         .unwrap_or_default()
+}
+
+/// The downstream connection's peer, `ip:port`.
+pub fn source_address() -> Option<String> {
+    hostcalls::get_property(vec!["source", "address"])
+        .ok()
+        .flatten()
+        .and_then(|v| String::from_utf8(v).ok())
 }
 
 pub fn plugin_root_id() -> String {

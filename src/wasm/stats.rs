@@ -22,6 +22,11 @@ pub const TOKEN_ERROR: &str = "oauth2.token.error.";
 pub const TOKEN_REFRESH_REUSE_REVOKED: &str = "oauth2.token.refresh_reuse_revoked";
 pub const TOKEN_CODE_REPLAY_REVOKED: &str = "oauth2.token.code_replay_revoked";
 pub const THROTTLED: &str = "oauth2.throttled";
+/// Slow (PBKDF2) hash checks run: passwords, human-chosen client secrets and
+/// the decoys for unknown usernames.
+pub const AUTHN_SLOW_HASHES: &str = "oauth2.authn.slow_hashes";
+/// Requests refused (429) because this worker's slow-hash ration was spent.
+pub const AUTHN_SLOW_HASH_RATIONED: &str = "oauth2.authn.slow_hash_rationed";
 pub const REVOKE_REVOKED: &str = "oauth2.revoke.revoked";
 pub const REVOKE_UNKNOWN: &str = "oauth2.revoke.unknown";
 pub const INTROSPECT_ACTIVE: &str = "oauth2.introspect.active";

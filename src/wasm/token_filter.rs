@@ -12,8 +12,10 @@ use super::client_sweep::ClientSweep;
 use super::host::{self, BufferedRandomness, HostClock, SharedDataKv};
 use super::remote::{Driven, EtcdClient, InFlight};
 use super::stats;
+use crate::authn::address::client_ip;
 use crate::authn::credential_cache::CredentialCache;
 use crate::authn::env::ServiceEnv;
+use crate::authn::hash_budget::HashBudget;
 use crate::config::{ConfigError, TokenConfig, METADATA_PATH};
 use crate::endpoint::authorize::{handle_authorize, AuthorizeRequest, AuthorizeResult};
 use crate::endpoint::common::{
@@ -34,6 +36,7 @@ use crate::store::{StoreError, TxnReport};
 pub struct TokenShared {
     cfg: TokenConfig,
     credentials: CredentialCache,
+    hash_budget: HashBudget,
     /// Fleet mode: this worker's way to etcd.
     etcd: Option<Rc<EtcdClient>>,
     /// Fleet mode with `revoked_clients`: the sweep this worker still owes.
@@ -76,6 +79,7 @@ pub fn configure(bytes: &[u8]) -> Result<Rc<TokenShared>, ConfigError> {
         return Ok(Rc::new(TokenShared {
             etcd: Some(EtcdClient::new(remote.clone())),
             credentials: CredentialCache::new(key, 1024),
+            hash_budget: HashBudget::new(cfg.slow_hash_budget),
             sweep,
             cfg,
         }));
@@ -108,6 +112,7 @@ pub fn configure(bytes: &[u8]) -> Result<Rc<TokenShared>, ConfigError> {
         );
     }
     Ok(Rc::new(TokenShared {
+        hash_budget: HashBudget::new(cfg.slow_hash_budget),
         cfg,
         credentials: CredentialCache::new(key, 1024),
         etcd: None,
@@ -131,6 +136,8 @@ pub struct TokenHttp {
     authorization: Option<String>,
     /// `/authorize` only: the browser binding cookie and the scheme.
     cookie: Option<String>,
+    /// Who is asking (for per-address throttling).
+    client_address: String,
     https: bool,
     answered: bool,
     /// Fleet mode: the store operation this request waits on.
@@ -145,6 +152,7 @@ impl TokenHttp {
             content_type: None,
             authorization: None,
             cookie: None,
+            client_address: String::new(),
             https: false,
             answered: false,
             in_flight: None,
@@ -166,6 +174,7 @@ impl TokenHttp {
             content_type: self.content_type.take(),
             authorization: self.authorization.take(),
             cookie: self.cookie.take(),
+            client_address: std::mem::take(&mut self.client_address),
             https: self.https,
             body: body.to_vec(),
         };
@@ -223,6 +232,7 @@ struct OwnedRequest {
     content_type: Option<String>,
     authorization: Option<String>,
     cookie: Option<String>,
+    client_address: String,
     https: bool,
     body: Vec<u8>,
 }
@@ -234,6 +244,8 @@ async fn serve(shared: Rc<TokenShared>, kv: Kv<'static>, req: OwnedRequest) -> R
         clock: &HostClock,
         rng: &BufferedRandomness,
         credentials: &shared.credentials,
+        hash_budget: &shared.hash_budget,
+        client_address: &req.client_address,
     };
     let cfg = &shared.cfg;
     let endpoint_req = EndpointRequest {
@@ -257,11 +269,19 @@ async fn serve(shared: Rc<TokenShared>, kv: Kv<'static>, req: OwnedRequest) -> R
             };
             let result = handle_authorize(cfg, &mut env, &auth_req).await;
             record_authorize(&result);
+            record_slow_hashes(&shared.hash_budget);
             return result.response;
         }
     };
     record(&result);
+    record_slow_hashes(&shared.hash_budget);
     result.response
+}
+
+fn record_slow_hashes(budget: &HashBudget) {
+    let (spent, refused) = budget.drain_counts();
+    host::count(stats::AUTHN_SLOW_HASHES, spent);
+    host::count(stats::AUTHN_SLOW_HASH_RATIONED, refused);
 }
 
 /// `/authorize` with any method but POST: answered from the headers alone.
@@ -273,11 +293,14 @@ async fn serve_authorize_page(
     cookie: Option<String>,
     https: bool,
 ) -> Response {
+    // A GET checks no credential: no address needed.
     let mut env = ServiceEnv {
         kv,
         clock: &HostClock,
         rng: &BufferedRandomness,
         credentials: &shared.credentials,
+        hash_budget: &shared.hash_budget,
+        client_address: "",
     };
     let req = AuthorizeRequest {
         method: &method,
@@ -429,6 +452,11 @@ impl HttpContext for TokenHttp {
         }
         self.content_type = text("content-type");
         self.authorization = text("authorization");
+        // Envoy's view of the client: the peer, or behind trusted proxies the
+        // address `x-forwarded-for` gives (HCM `use_remote_address`,
+        // `xff_num_trusted_hops`); the port does not matter.
+        let peer = host::source_address().unwrap_or_default();
+        self.client_address = client_ip(&peer).to_string();
         if self.endpoint == Some(Endpoint::Authorize) {
             self.cookie = text("cookie");
             self.https = headers.get(":scheme") == Some(b"https");

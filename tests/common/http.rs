@@ -130,6 +130,28 @@ pub fn post_body(url: &str, body: &str, headers: &[(&str, &str)]) -> Resp {
 /// is verified against `.run/tls/cert.pem`) and for header values ureq refuses to send
 /// (non-ASCII bytes). Panics if curl fails.
 pub fn curl(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Resp {
+    curl_inner(None, method, url, headers, body)
+}
+
+/// [`curl`] from another loopback source address (e.g. `127.0.0.2`): a second
+/// client, as Envoy's peer address tells them apart.
+pub fn curl_from(
+    source: &str,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Resp {
+    curl_inner(Some(source), method, url, headers, body)
+}
+
+fn curl_inner(
+    source: Option<&str>,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Resp {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
     let hdr_file =
         std::env::temp_dir().join(format!("envoy-oauth2-curl-{}-{n}.hdr", std::process::id()));
@@ -143,6 +165,9 @@ pub fn curl(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8
     ]);
     if url.starts_with("https:") {
         cmd.arg("--cacert").arg(tls_dir().join("cert.pem"));
+    }
+    if let Some(ip) = source {
+        cmd.args(["--interface", ip]);
     }
     cmd.arg("-D").arg(&hdr_file).args(["-H", "Expect:"]);
     for (k, v) in headers {

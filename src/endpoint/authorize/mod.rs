@@ -24,7 +24,7 @@ use redirect::{done, refused_page, Back};
 use subtle::ConstantTimeEq;
 
 use crate::authn::env::ServiceEnv;
-use crate::authn::throttle::Subject;
+use crate::authn::slow_check::Refused;
 use crate::authn::user::authenticate_user;
 use crate::config::{Client, GrantType, TokenConfig};
 use crate::endpoint::authorize::browser_binding::BrowserId;
@@ -485,22 +485,36 @@ async fn submit<'a>(
         )
         .await;
     };
-    let subject_name = cfg.qualified_username(username);
-    let subject = Subject::User(&subject_name);
-    if let Some(wait) = cfg.throttle.retry_after(&env.kv, subject, now).await {
-        return again(
-            env,
-            &pending_req,
-            &format!("Too many failed sign-in attempts. Try again in {wait} seconds."),
-            429,
-            AuthorizeOutcome::Throttled,
-        )
-        .await;
-    }
-    let user = match authenticate_user(cfg, env.credentials, username, password) {
-        Some(u) => u,
-        None => {
-            cfg.throttle.record_failure(&env.kv, subject, now).await;
+    let refused_wait = |wait: u64, busy: bool| {
+        if busy {
+            format!("Too many sign-in attempts at this moment. Try again in {wait} seconds.")
+        } else {
+            format!("Too many failed sign-in attempts. Try again in {wait} seconds.")
+        }
+    };
+    let user = match authenticate_user(cfg, env, username, password).await {
+        Ok(u) => u,
+        Err(Refused::Throttled(wait)) => {
+            return again(
+                env,
+                &pending_req,
+                &refused_wait(wait, false),
+                429,
+                AuthorizeOutcome::Throttled,
+            )
+            .await;
+        }
+        Err(Refused::Busy(wait)) => {
+            return again(
+                env,
+                &pending_req,
+                &refused_wait(wait, true),
+                429,
+                AuthorizeOutcome::Throttled,
+            )
+            .await;
+        }
+        Err(Refused::Wrong) => {
             let mut next = pending_req.clone();
             next.failures = next.failures.saturating_add(1);
             if next.failures >= MAX_FAILURES_PER_REQUEST {
