@@ -17,6 +17,7 @@ setup:
 	command -v curl    >/dev/null 2>&1 || missing="$$missing curl"; \
 	{ command -v etcd >/dev/null 2>&1 && command -v etcdctl >/dev/null 2>&1; } || missing="$$missing etcd-server etcd-client"; \
 	{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || missing="$$missing chromium chromium-driver"; \
+	command -v skopeo  >/dev/null 2>&1 || missing="$$missing skopeo"; \
 	if [ ! -x $(ENVOY) ]; then \
 	  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$$missing python3 python3-venv"; \
 	fi; \
@@ -65,6 +66,11 @@ bench: setup build
 	python3 bench/run.py
 
 # PBKDF2 hash of a human-chosen secret or password read from standard input.
+# OCI image layout of the module for Istio / Envoy Gateway (target/oci; envoy/oci_image.py).
+.PHONY: oci
+oci: build
+	python3 envoy/oci_image.py
+
 hash-secret:
 	@cargo run --release --quiet --bin hash-secret
 

@@ -211,3 +211,49 @@ fn production_filter_configurations_are_accepted_by_the_filters() {
     let guard = GuardConfig::parse(config(1).as_bytes()).unwrap_or_else(|e| panic!("{e}"));
     assert!(guard.hide_credentials);
 }
+
+#[test]
+fn envoy_gateway_policy_loads_one_pinned_image_with_configurations_the_filters_accept() {
+    let docs = yaml_docs("envoy/envoy-gateway-extension-policy.yaml");
+    let policy = docs
+        .iter()
+        .find(|d| d["kind"] == "EnvoyExtensionPolicy")
+        .expect("EnvoyExtensionPolicy");
+    let wasm = policy["spec"]["wasm"].as_sequence().unwrap();
+    assert_eq!(wasm.len(), 2);
+    let fast = envoy_oauth2::config::secret_hash::hash_generated_secret(b"x", b"eg-test-salt-16!");
+    for w in wasm {
+        assert_eq!(w["failOpen"], false);
+        let url = w["code"]["image"]["url"].as_str().unwrap();
+        assert!(url.contains("@sha256:"), "pinned by digest: {url}");
+        assert_eq!(url, wasm[0]["code"]["image"]["url"].as_str().unwrap());
+        let json = serde_json::to_string(&w["config"]).unwrap();
+        match w["rootID"].as_str().unwrap() {
+            "oauth2_token" => {
+                let json = json.replace(
+                    "$hmac-sha256$REPLACE+WITH+make+client+secret$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                    &fast,
+                );
+                TokenConfig::parse(json.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+            }
+            "oauth2_guard" => {
+                GuardConfig::parse(json.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+            }
+            other => panic!("unexpected rootID {other}"),
+        }
+    }
+    let patch = docs
+        .iter()
+        .find(|d| d["kind"] == "EnvoyPatchPolicy")
+        .expect("EnvoyPatchPolicy");
+    let paths: Vec<&str> = patch["spec"]["jsonPatches"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| p["operation"]["path"].as_str().unwrap())
+        .collect();
+    assert!(paths
+        .iter()
+        .any(|p| p.ends_with("allow_on_headers_stop_iteration")));
+    assert_eq!(paths.iter().filter(|p| p.ends_with("vm_id")).count(), 2);
+}
