@@ -13,7 +13,7 @@ const GUARD: &str = r#"{"realm":"t","rules":[{"prefix":"/api/"}],"public":[{"pat
 fn token_config(redirect: &str, extra: &str) -> String {
     let h = |s: &str| hash_secret(s.as_bytes(), b"fedcba9876543210", 10_000);
     format!(
-        r#"{{"realm":"t","store":{{"buckets":64,"grants_per_bucket":64}}{extra},
+        r#"{{"issuer":"http://127.0.0.1","realm":"t","store":{{"buckets":64,"grants_per_bucket":64}}{extra},
 "clients":[
  {{"client_id":"spa","public":true,"grant_types":["authorization_code","implicit"],"redirect_uris":["{redirect}"],"scopes":["default","PRODUCTION"]}},
  {{"client_id":"web","secret_hash":"{}","grant_types":["authorization_code","refresh_token"],"redirect_uris":["{redirect}"],"scopes":["default","PRODUCTION"],"resource_server":true}}],
