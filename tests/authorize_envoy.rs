@@ -86,13 +86,13 @@ fn code_flow_with_pkce_replay_revokes_and_metadata() {
         &[("authorization", &auth)],
     );
     assert_eq!(r.status, 200, "{}", r.body);
-    // RFC 8414 metadata names the endpoint and what it supports.
+    // RFC 8414 metadata names the endpoint (under the configured issuer) and what it supports.
     let m = get(
         &format!("{base}/.well-known/oauth-authorization-server"),
         &[],
     )
     .json();
-    assert_eq!(m["authorization_endpoint"], format!("{base}/authorize"));
+    assert_eq!(m["authorization_endpoint"], "http://127.0.0.1/authorize");
     assert_eq!(
         m["response_types_supported"],
         serde_json::json!(["code", "token"])
