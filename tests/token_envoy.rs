@@ -430,6 +430,20 @@ fn issuer_from_host_builds_metadata_for_listed_hosts_only() {
         assert!(!r.body.contains(host), "{host}: {}", r.body);
         assert!(!r.body.contains("evil"), "{host}: {}", r.body);
     }
+    // /authorize: no page, and so no redirect naming an issuer, for such a Host.
+    let authorize = format!(
+        "{}/authorize?response_type=code&client_id={C1}",
+        e.base_url("http")
+    );
+    let r = get(&authorize, &[("host", "evil.example")]);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.header("location").is_none());
+    assert!(
+        r.body.contains("does not answer for that host"),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("evil"), "{}", r.body);
 }
 
 #[test]
