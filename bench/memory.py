@@ -186,6 +186,7 @@ def secret_hash():
 
 def token_config(hash_, lifetime, buckets=BUCKETS):
     cfg = {
+        "issuer": "https://issuer.bench.local",
         "clients": [
             {
                 "client_id": CLIENT_ID,

@@ -447,6 +447,7 @@ class Material:
 
     def token_config(self, jwt: bool = False, etcd: bool = False) -> str:
         cfg = {
+            "issuer": JWT_ISSUER,
             "realm": "bench",
             "clients": [{"client_id": CLIENT_ID, "secret_hash": self.client_hash,
                          "grant_types": ["client_credentials", "password", "refresh_token"],
@@ -457,7 +458,7 @@ class Material:
             cfg["store"] = self.store(guard=False)
         if jwt:
             cfg["access_token_format"] = "jwt"
-            cfg["jwt"] = {"issuer": JWT_ISSUER, "audience": JWT_AUDIENCE,
+            cfg["jwt"] = {"audience": JWT_AUDIENCE,
                           "keys": [{"kid": "bench-es", "pem": self.es_pem}]}
         return json.dumps(cfg, indent=2)
 

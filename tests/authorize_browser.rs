@@ -221,7 +221,7 @@ fn sign_in_and_approve_in_headless_chromium() {
     let callback = format!("http://127.0.0.1:{port}/callback");
     let h = |s: &str| hash_secret(s.as_bytes(), b"fedcba9876543210", 10_000);
     let token_config = format!(
-        r#"{{"realm":"t","store":{{"buckets":16,"grants_per_bucket":64}},
+        r#"{{"issuer":"http://127.0.0.1","realm":"t","store":{{"buckets":16,"grants_per_bucket":64}},
 "clients":[{{"client_id":"browser-app","public":true,"grant_types":["authorization_code"],
   "redirect_uris":["{callback}"],"scopes":["default","PRODUCTION","SANDBOX"]}}],
 "users":[{{"username":"admin","password_hash":"{}","scopes":["default","PRODUCTION","SANDBOX"]}}]}}"#,

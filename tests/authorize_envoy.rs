@@ -13,7 +13,7 @@ const GUARD: &str = r#"{"realm":"t","rules":[{"prefix":"/api/"}],"public":[{"pat
 fn token_config(redirect: &str, extra: &str) -> String {
     let h = |s: &str| hash_secret(s.as_bytes(), b"fedcba9876543210", 10_000);
     format!(
-        r#"{{"realm":"t","store":{{"buckets":64,"grants_per_bucket":64}}{extra},
+        r#"{{"issuer":"http://127.0.0.1","realm":"t","store":{{"buckets":64,"grants_per_bucket":64}}{extra},
 "clients":[
  {{"client_id":"spa","public":true,"grant_types":["authorization_code","implicit"],"redirect_uris":["{redirect}"],"scopes":["default","PRODUCTION"]}},
  {{"client_id":"web","secret_hash":"{}","grant_types":["authorization_code","refresh_token"],"redirect_uris":["{redirect}"],"scopes":["default","PRODUCTION"],"resource_server":true}}],
@@ -86,13 +86,13 @@ fn code_flow_with_pkce_replay_revokes_and_metadata() {
         &[("authorization", &auth)],
     );
     assert_eq!(r.status, 200, "{}", r.body);
-    // RFC 8414 metadata names the endpoint and what it supports.
+    // RFC 8414 metadata names the endpoint (under the configured issuer) and what it supports.
     let m = get(
         &format!("{base}/.well-known/oauth-authorization-server"),
         &[],
     )
     .json();
-    assert_eq!(m["authorization_endpoint"], format!("{base}/authorize"));
+    assert_eq!(m["authorization_endpoint"], "http://127.0.0.1/authorize");
     assert_eq!(
         m["response_types_supported"],
         serde_json::json!(["code", "token"])
@@ -104,6 +104,105 @@ fn code_flow_with_pkce_replay_revokes_and_metadata() {
     assert!(e.counter("wasmcustom.oauth2.authorize.code_issued") >= 2);
     assert!(e.counter("wasmcustom.oauth2.token.issued.authorization_code") >= 2);
     assert_eq!(e.counter("wasmcustom.oauth2.token.code_replay_revoked"), 1);
+}
+
+/// Issue 17 (5): a used code presented again revokes its tokens only when the
+/// request proves it is the code's client (a public client: the PKCE verifier;
+/// a confidential one: its secret). A bare code, a wrong verifier or another
+/// client's credentials get a plain invalid_grant and the token stays valid.
+#[test]
+fn a_replayed_code_revokes_only_with_the_codes_proof() {
+    let e = start(0, CB, "");
+    let base = e.base_url("http");
+    let f = Flow::new(&base);
+    let token_url = format!("{base}/token");
+    let refused_plainly = |r: &Resp, what: &str| {
+        assert_eq!(
+            (r.status, r.json()["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{what}: {}",
+            r.body
+        );
+        let d = r.json()["error_description"].as_str().unwrap().to_string();
+        assert!(!d.contains("revoked"), "{what}: {d}");
+    };
+    // The public client: only the verifier proves the request is the app's.
+    let code = f.code();
+    let r = f.redeem(&code, Some(VERIFIER));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let at = r.json()["access_token"].as_str().unwrap().to_string();
+    refused_plainly(&f.redeem(&code, None), "no verifier");
+    refused_plainly(
+        &f.redeem(&code, Some(&VERIFIER.replace('d', "x"))),
+        "a wrong verifier",
+    );
+    let other_client = post_form(
+        &token_url,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("code_verifier", VERIFIER),
+            ("redirect_uri", CB),
+        ],
+        &[("authorization", &basic_auth("web", "websecret"))],
+    );
+    refused_plainly(&other_client, "another client's credentials");
+    let other_redirect = post_form(
+        &token_url,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", "spa"),
+            ("code", &code),
+            ("code_verifier", VERIFIER),
+            ("redirect_uri", "http://127.0.0.1:9/other"),
+        ],
+        &[],
+    );
+    refused_plainly(&other_redirect, "another redirect_uri");
+    assert_eq!(f.api(&at), 200, "a replay without proof revoked the token");
+    assert!(f.introspect(&at));
+    let replays_revoked = || {
+        e.stat("wasmcustom.oauth2.token.code_replay_revoked")
+            .unwrap_or(0)
+    };
+    assert_eq!(replays_revoked(), 0);
+    // With the verifier: the app itself replays, so the code leaked: revoke.
+    let r = f.redeem(&code, Some(VERIFIER));
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("revoked"), "{}", r.body);
+    assert_eq!(f.api(&at), 401);
+    assert_eq!(replays_revoked(), 1);
+
+    // The confidential client (no PKCE): its secret is the proof.
+    let page = f.page(&[("response_type", "code"), ("client_id", "web")]);
+    let code = redirect_params(&f.approve(&page), false)["code"].clone();
+    let redeem_web = |auth: &[(&str, &str)], body_client: Option<&str>| {
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+        ];
+        form.extend(body_client.map(|c| ("client_id", c)));
+        post_form(&token_url, &form, auth)
+    };
+    let secret = basic_auth("web", "websecret");
+    let r = redeem_web(&[("authorization", &secret)], None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let at = r.json()["access_token"].as_str().unwrap().to_string();
+    // Its id alone, a wrong secret: not authenticated, nothing revoked.
+    assert_eq!(redeem_web(&[], Some("web")).status, 401);
+    let wrong = basic_auth("web", "not-the-secret");
+    assert_eq!(redeem_web(&[("authorization", &wrong)], None).status, 401);
+    // The public client presenting it: authenticated, but not the code's client.
+    refused_plainly(&redeem_web(&[], Some("spa")), "a public client");
+    assert_eq!(
+        f.api(&at),
+        200,
+        "a replay without the secret revoked the token"
+    );
+    let r = redeem_web(&[("authorization", &secret)], None);
+    assert_eq!(r.status, 400);
+    assert_eq!(f.api(&at), 401);
+    assert_eq!(replays_revoked(), 2);
 }
 
 #[test]

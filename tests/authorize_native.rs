@@ -40,8 +40,14 @@ fn h(s: &str) -> String {
 }
 
 fn config(throttle_max: u32, extra: &str) -> String {
+    // A test that names its own issuer in `extra` replaces this one.
+    let issuer = if extra.contains(r#""issuer""#) {
+        ""
+    } else {
+        r#""issuer": "https://default.example","#
+    };
     format!(
-        r#"{{ "throttle": {{ "max_failures": {throttle_max}, "window_seconds": 60 }},
+        r#"{{ {issuer} "throttle": {{ "max_failures": {throttle_max}, "window_seconds": 60 }},
           "code_lifetime_seconds": 60 {extra},
           "clients": [
             {{ "client_id": "spa", "public": true, "grant_types": ["authorization_code", "implicit"],
@@ -71,6 +77,8 @@ struct World {
     creds: CredentialCache,
     /// The browser's cookie jar: what `Set-Cookie` gave it (`name=value`).
     cookie: Option<String>,
+    /// The Host the browser sends (`issuer_from_host` picks the issuer by it).
+    host: Option<String>,
 }
 
 fn basic(id: &str, secret: &str) -> String {
@@ -152,6 +160,7 @@ impl World {
             clock: ManualClock::at(1_700_000_000),
             creds: CredentialCache::new([1; 32], 64),
             cookie: None,
+            host: Some("auth.example".into()),
         }
     }
 
@@ -180,6 +189,7 @@ impl World {
                 body: body.as_bytes(),
                 cookie: self.cookie.as_deref(),
                 https: false,
+                host: self.host.as_deref(),
             },
         )
         .run_now()
@@ -1005,8 +1015,9 @@ fn code_exchange_checks_every_binding() {
 #[test]
 fn configuration_of_browser_clients_is_checked() {
     let field = |extra_client: &str| {
-        let cfg =
-            format!(r#"{{"clients":[{{"client_id":"x","scopes":["default"]{extra_client}}}]}}"#);
+        let cfg = format!(
+            r#"{{"issuer":"https://a.example","clients":[{{"client_id":"x","scopes":["default"]{extra_client}}}]}}"#
+        );
         TokenConfig::parse(cfg.as_bytes()).unwrap_err().field
     };
     let hash = h("s");
@@ -1031,7 +1042,7 @@ fn configuration_of_browser_clients_is_checked() {
     // Never a script, data or file URI; plain http only on the loopback interface.
     let redirect = |uri: &str| {
         let cfg = format!(
-            r#"{{"clients":[{{"client_id":"x","scopes":["default"],"public":true,"grant_types":["authorization_code"],"redirect_uris":[{}]}}]}}"#,
+            r#"{{"issuer":"https://a.example","clients":[{{"client_id":"x","scopes":["default"],"public":true,"grant_types":["authorization_code"],"redirect_uris":[{}]}}]}}"#,
             serde_json::to_string(uri).unwrap()
         );
         TokenConfig::parse(cfg.as_bytes()).err().map(|e| e.field)
@@ -1080,7 +1091,7 @@ fn configuration_of_browser_clients_is_checked() {
         );
     }
     // A private-use scheme (native apps) is a valid redirect URI.
-    let ok = r#"{"clients":[{"client_id":"x","public":true,"grant_types":["authorization_code"],"redirect_uris":["com.example.app:/cb"],"scopes":["default"]}]}"#;
+    let ok = r#"{"issuer":"https://a.example","clients":[{"client_id":"x","public":true,"grant_types":["authorization_code"],"redirect_uris":["com.example.app:/cb"],"scopes":["default"]}]}"#;
     let c = TokenConfig::parse(ok.as_bytes()).unwrap();
     assert!(c.client("x").unwrap().require_pkce);
     assert_eq!(c.code_lifetime, 60);
@@ -1093,7 +1104,7 @@ fn metadata_lists_the_authorization_endpoint() {
         3,
         r#","issuer": "https://auth.example", "paths": {"authorize": "/oauth2/authorize"}"#,
     ));
-    let r = envoy_oauth2::endpoint::metadata::metadata(&w.cfg, "http", "x");
+    let r = envoy_oauth2::endpoint::metadata::metadata(&w.cfg, false, Some("x"));
     let v = json(&r);
     assert_eq!(
         v["authorization_endpoint"],
@@ -1136,7 +1147,9 @@ fn authorization_responses_name_the_configured_issuer() {
     let issuer = "https://auth.example";
     let mut w = World::with(&config(3, &format!(r#","issuer": "{issuer}""#)));
     let v = json(&envoy_oauth2::endpoint::metadata::metadata(
-        &w.cfg, "http", "x",
+        &w.cfg,
+        false,
+        Some("x"),
     ));
     assert_eq!(v["authorization_response_iss_parameter_supported"], true);
     // RFC 9207 §2: `iss` in success and error responses, query and fragment alike.
@@ -1159,18 +1172,28 @@ fn authorization_responses_name_the_configured_issuer() {
         (p["error"].as_str(), p["iss"].as_str()),
         ("invalid_request", issuer)
     );
-    // Without a configured issuer there is none to name, and metadata says so.
-    let mut w = World::new();
-    let v = json(&envoy_oauth2::endpoint::metadata::metadata(
-        &w.cfg, "http", "x",
+    // `issuer_from_host`: a listed Host names `iss`; another gets no page at all.
+    let mut w = World::with(&config(3, "").replacen(
+        r#""issuer": "https://default.example","#,
+        r#""issuer_from_host": true, "issuer_hosts": ["auth.example"],"#,
+        1,
     ));
-    assert_eq!(v["authorization_response_iss_parameter_supported"], false);
     let (_, p, _) = redirect(&w.get(&[
         ("response_type", "code"),
         ("client_id", "spa"),
         ("redirect_uri", SPA_CB),
     ]));
-    assert!(!p.contains_key("iss"));
+    assert_eq!(p["iss"], "https://auth.example");
+    w.host = Some("evil.example".into());
+    let query = qs(&[
+        ("response_type", "code"),
+        ("client_id", "spa"),
+        ("redirect_uri", SPA_CB),
+    ]);
+    let (r, outcome) = w.authorize("GET", &query, None, "");
+    assert_eq!((r.status, outcome), (400, AuthorizeOutcome::ErrorPage));
+    assert!(r.header_value("location").is_none());
+    assert!(!html(&r).contains("evil"));
 }
 
 #[test]

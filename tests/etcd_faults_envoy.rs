@@ -382,7 +382,7 @@ fn token_config_with(extra: &str, more: &str) -> String {
     let h = |s: &str| hash_secret(s.as_bytes(), b"fedcba9876543210", 10_000);
     let store = store().replace(r#","revocation_poll_ms":50,"staleness_ms":1000"#, "");
     format!(
-        r#"{{"realm":"test",{store},"throttle":{{"max_failures":0}},{more}
+        r#"{{"issuer":"http://127.0.0.1","realm":"test",{store},"throttle":{{"max_failures":0}},{more}
             "clients":[{{"client_id":"{C1}","secret_hash":"{}","grant_types":["client_credentials","password","refresh_token"],"scopes":["default"]}}{extra}],
             "users":[{{"username":"admin","password_hash":"{}","scopes":["default"]}}]}}"#,
         h(S1),

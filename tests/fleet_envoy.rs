@@ -49,7 +49,7 @@ fn token_config_with(prefix: &str, extra_clients: &str, revoked: &str) -> String
         format!(r#""revoked_clients":{revoked},"#)
     };
     format!(
-        r#"{{"realm":"test",{},"throttle":{{"max_failures":0}},{revoked}
+        r#"{{"issuer":"http://127.0.0.1","realm":"test",{},"throttle":{{"max_failures":0}},{revoked}
             "clients":[{{"client_id":"{C1}","secret_hash":"{}","grant_types":["client_credentials","password","refresh_token"],"scopes":["default","PRODUCTION"]}},
                        {{"client_id":"spa","public":true,"grant_types":["authorization_code"],"redirect_uris":["{CB}"],"scopes":["default","PRODUCTION"]}}{extra_clients}],
             "users":[{{"username":"admin","password_hash":"{}","scopes":["default","PRODUCTION"]}}]}}"#,

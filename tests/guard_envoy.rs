@@ -34,7 +34,7 @@ fn token_config(extra: &str) -> String {
     let secret = hash_secret(CLIENT_SECRET.as_bytes(), b"0123456789abcdef", 10_000);
     let password = hash_secret(PASSWORD.as_bytes(), b"fedcba9876543210", 10_000);
     format!(
-        r#"{{"realm":"t",{extra}"clients":[{{"client_id":"{CLIENT}","secret_hash":"{secret}","grant_types":["client_credentials","password","refresh_token"],"scopes":["default","PRODUCTION","ADMIN"]}}],"users":[{{"username":"{USER}","password_hash":"{password}","scopes":["default","PRODUCTION"]}}]}}"#
+        r#"{{"issuer":"http://127.0.0.1","realm":"t",{extra}"clients":[{{"client_id":"{CLIENT}","secret_hash":"{secret}","grant_types":["client_credentials","password","refresh_token"],"scopes":["default","PRODUCTION","ADMIN"]}}],"users":[{{"username":"{USER}","password_hash":"{password}","scopes":["default","PRODUCTION"]}}]}}"#
     )
 }
 

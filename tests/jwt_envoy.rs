@@ -4,8 +4,10 @@
 
 mod common;
 
+use common::authorize::{form_token, pct_decode, VERIFIER};
 use common::jwt::{b64, hs256, parts, resigned, TestKey};
 use common::*;
+use envoy_oauth2::oauth::pkce::s256_challenge;
 use serde_json::json;
 
 const OPAQUE_ID: &str = "IZsIi6HDbB5e8VKdZAnUi_fZ3f8a";
@@ -147,6 +149,66 @@ fn the_demo_issues_jwts_to_its_second_client_and_the_guard_checks_them() {
 
 /// `envoy/jwt-authn.yaml`, test-safe: admin on port 0, the listener on a unix
 /// socket (which the JWKS cluster dials) plus TCP port 0.
+/// Issue 17 (6): the demo names one issuer, from its configuration, everywhere:
+/// the metadata (whatever Host the request carries), the JWTs' `iss`, and RFC
+/// 9207 `iss` on /authorize redirects.
+#[test]
+fn the_demo_names_its_configured_issuer_everywhere() {
+    const ISSUER: &str = "http://127.0.0.1:8280";
+    let e = Envoy::from_demo_config();
+    let base = e.base_url("http");
+    let url = format!("{base}/.well-known/oauth-authorization-server");
+    for host in [None, Some("evil.example")] {
+        let headers: Vec<(&str, &str)> = host.iter().map(|h| ("host", *h)).collect();
+        let r = get(&url, &headers);
+        assert_eq!(r.status, 200, "{host:?}: {}", r.body);
+        assert!(!r.body.contains("evil"), "{host:?}: {}", r.body);
+        let m = r.json();
+        assert_eq!(m["issuer"], ISSUER, "{host:?}");
+        assert_eq!(m["token_endpoint"], format!("{ISSUER}/token"));
+        assert_eq!(m["authorization_response_iss_parameter_supported"], true);
+    }
+    let (_, claims) = parts(&token(&base, JWT_ID, JWT_SECRET));
+    assert_eq!(claims["iss"], ISSUER);
+    // A browser signs in with the demo's public client: the redirect names it too.
+    let page = get(
+        &format!(
+            "{base}/authorize?{}",
+            form_encode(&[
+                ("response_type", "code"),
+                ("client_id", "demo-spa"),
+                ("redirect_uri", "http://127.0.0.1:8280/callback"),
+                ("code_challenge", &s256_challenge(VERIFIER)),
+                ("code_challenge_method", "S256"),
+            ])
+        ),
+        &[("host", "evil.example")],
+    );
+    assert_eq!(page.status, 200, "{}", page.body);
+    let cookie = page
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .unwrap_or_default()
+        .to_string();
+    let r = post_form(
+        &format!("{base}/authorize"),
+        &[
+            ("form_token", &form_token(&page)),
+            ("username", "admin"),
+            ("password", "admin"),
+            ("action", "approve"),
+        ],
+        &[("cookie", &cookie), ("host", "evil.example")],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let location = r.header("location").unwrap_or_default();
+    let iss = location
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("iss="))
+        .map(pct_decode);
+    assert_eq!(iss.as_deref(), Some(ISSUER), "{location}");
+}
+
 fn jwt_authn_template() -> String {
     let src = std::fs::read_to_string(repo_root().join("envoy/jwt-authn.yaml")).unwrap();
     let addr = "address: { socket_address: { address: 127.0.0.1, port_value: 8380 } }";

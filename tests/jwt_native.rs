@@ -220,7 +220,7 @@ fn the_jwks_lists_public_keys_with_max_age_and_the_metadata_names_it() {
     assert!(body["keys"][0].get("d").is_none());
     assert!(!String::from_utf8_lossy(&r.body).contains("PRIVATE"));
     assert_eq!(jwks(&w.cfg, "POST").unwrap().status, 405);
-    let m: Value = serde_json::from_slice(&metadata(&w.cfg, "http", "h").body).unwrap();
+    let m: Value = serde_json::from_slice(&metadata(&w.cfg, false, Some("h")).body).unwrap();
     assert_eq!(m["jwks_uri"], format!("{ISS}/.well-known/jwks.json"));
     // Without a jwt section: no JWKS, no jwks_uri.
     let plain = TokenConfig::parse(
@@ -237,7 +237,7 @@ fn the_jwks_lists_public_keys_with_max_age_and_the_metadata_names_it() {
     )
     .unwrap();
     assert!(jwks(&plain, "GET").is_none());
-    let m: Value = serde_json::from_slice(&metadata(&plain, "http", "h").body).unwrap();
+    let m: Value = serde_json::from_slice(&metadata(&plain, false, Some("h")).body).unwrap();
     assert!(m.get("jwks_uri").is_none());
 }
 
@@ -499,9 +499,23 @@ fn configuration_problems_name_their_field_and_never_quote_a_key() {
     assert_eq!(field(&no_keys).field, "jwt.keys");
     let public_only = base.replace(&key.private_entry(), &key.public_entry());
     assert!(field(&public_only).field.starts_with("jwt.keys[0]"));
-    // No issuer anywhere; no audience anywhere.
+    // No issuer: refused before the JWT section; a `jwt.issuer` other than the
+    // issuer (two sources of truth); `issuer_from_host` names no fixed `iss`.
     let no_iss = base.replace(&format!(r#""issuer": "{ISS}","#), "");
-    assert_eq!(field(&no_iss).field, "jwt.issuer");
+    assert_eq!(field(&no_iss).field, "issuer");
+    let same = base.replace(r#""jwt": {"#, &format!(r#""jwt": {{ "issuer": "{ISS}","#));
+    assert!(TokenConfig::parse(same.as_bytes()).is_ok());
+    let conflicting = base.replace(
+        r#""jwt": {"#,
+        r#""jwt": { "issuer": "https://other.example","#,
+    );
+    assert_eq!(field(&conflicting).field, "jwt.issuer");
+    let from_host = base.replace(
+        &format!(r#""issuer": "{ISS}","#),
+        r#""issuer_from_host": true, "issuer_hosts": ["auth.example"],"#,
+    );
+    assert_eq!(field(&from_host).field, "clients[1].access_token_format");
+    // No audience anywhere.
     let no_aud = base.replace(r#""audience": "api", "#, "");
     assert_eq!(field(&no_aud).field, "clients[1].audience");
     // Audience on an opaque client; an unknown format.

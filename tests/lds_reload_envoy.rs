@@ -123,7 +123,7 @@ fn http_port(e: &Envoy) -> u16 {
 #[test]
 fn tokens_survive_a_listener_update_with_a_changed_plugin_configuration() {
     let one_client = format!(
-        r#"{{"realm":"v1","clients":[{{"client_id":"c1","secret_hash":"{}","grant_types":["client_credentials","password","refresh_token"],"scopes":["default"]}}],"users":[{{"username":"u","password_hash":"{}","scopes":["default"]}}]}}"#,
+        r#"{{"issuer":"http://127.0.0.1","realm":"v1","clients":[{{"client_id":"c1","secret_hash":"{}","grant_types":["client_credentials","password","refresh_token"],"scopes":["default"]}}],"users":[{{"username":"u","password_hash":"{}","scopes":["default"]}}]}}"#,
         hash("s1"),
         hash("pw")
     );
@@ -205,7 +205,7 @@ fn revoked_clients_end_every_token_of_a_client_on_a_listener_update() {
         hash("pw")
     );
     let before = format!(
-        r#"{{"clients":[{},{}],{users}}}"#,
+        r#"{{"issuer":"http://127.0.0.1","clients":[{},{}],{users}}}"#,
         client("leaked", "s1"),
         client("fine", "s2")
     );
@@ -241,7 +241,7 @@ fn revoked_clients_end_every_token_of_a_client_on_a_listener_update() {
     }
 
     let after = format!(
-        r#"{{"clients":[{}],"revoked_clients":["leaked"],{users}}}"#,
+        r#"{{"issuer":"http://127.0.0.1","clients":[{}],"revoked_clients":["leaked"],{users}}}"#,
         client("fine", "s2")
     );
     write_lds(&dir, &listener(&after));

@@ -212,6 +212,7 @@ const HASH: &str = "$pbkdf2-sha256$i=10000$c2FsdHNhbHRzYWx0$\
 /// A valid token configuration.
 fn token_base() -> Value {
     json!({
+        "issuer": "https://auth.example.com",
         "realm": "oauth2",
         "default_tenant": "carbon.super",
         "max_body_bytes": 16384,
@@ -245,6 +246,9 @@ fn guard_base() -> Value {
 }
 
 const FIELD_NAMES: &[&str] = &[
+    "issuer",
+    "issuer_from_host",
+    "issuer_hosts",
     "realm",
     "default_tenant",
     "max_body_bytes",
@@ -628,7 +632,7 @@ proptest! {
     #[test]
     fn login_form_tokens_that_were_not_sealed_here_are_refused(s in any::<String>(), raw in proptest::collection::vec(any::<u8>(), 0..600)) {
         let kv = MemoryKv::default();
-        envoy_oauth2::endpoint::common::create_shared_keys(&kv, &envoy_oauth2::host::HostRandomness, &TokenConfig::parse(br#"{"clients":[{"client_id":"c","public":true,"grant_types":["implicit"],"redirect_uris":["https://a/cb"],"scopes":["default"]}]}"#).unwrap()).unwrap();
+        envoy_oauth2::endpoint::common::create_shared_keys(&kv, &envoy_oauth2::host::HostRandomness, &TokenConfig::parse(br#"{"issuer":"https://a.example","clients":[{"client_id":"c","public":true,"grant_types":["implicit"],"redirect_uris":["https://a/cb"],"scopes":["default"]}]}"#).unwrap()).unwrap();
         let before = kv.total_value_bytes();
         for text in [s, URL_SAFE_NO_PAD.encode(&raw)] {
             prop_assert_eq!(pending::take(&Kv::Local(&kv), &envoy_oauth2::host::HostRandomness, &text, 1_700_000_000).run_now().unwrap().unwrap(), None);

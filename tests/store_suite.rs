@@ -67,6 +67,7 @@ const C2: &str = "client-two";
 const USER: &str = "admin@carbon.super";
 const REDIRECT: &str = "https://app.example/cb";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const OTHER_VERIFIER: &str = "eBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const LIFE: Lifetimes = Lifetimes {
     access: 3600,
     refresh: Some(86400),
@@ -568,11 +569,21 @@ async fn redeem_op(
     code: ParsedToken,
     now: u64,
 ) -> (Result<IssuedTokens, RedeemError>, TxnReport) {
+    redeem_as(kv, code, now, C1, Some(VERIFIER)).await
+}
+
+async fn redeem_as(
+    kv: Kv<'static>,
+    code: ParsedToken,
+    now: u64,
+    client_id: &'static str,
+    verifier: Option<&'static str>,
+) -> (Result<IssuedTokens, RedeemError>, TxnReport) {
     let mut s = store(kv, LAYOUT);
     let r = CodeRedemption {
-        client_id: C1,
+        client_id,
         redirect_uri: Some(REDIRECT),
-        verifier: Some(VERIFIER),
+        verifier,
         lifetimes: LIFE,
     };
     let out = s.redeem_code(&code, &r, now).await;
@@ -610,6 +621,36 @@ fn authorization_code_redeems_once(b: Backend) {
         redeem(now + 5).0.err(),
         Some(RedeemError::Invalid(CODE_INVALID))
     );
+}
+
+/// The record keeps the code's binding after redemption, on every backend, so
+/// a replay without the verifier or from another client is refused and
+/// revokes nothing; the code's client with its verifier still revokes.
+fn a_replay_without_proof_revokes_nothing(b: Backend) {
+    let now = now();
+    let code = issue_code(&b, now);
+    let c = code.clone();
+    let t = b
+        .run(move |kv| redeem_op(kv, c, now + 1))
+        .0
+        .expect("the first redemption gives tokens");
+    for (client, verifier) in [(C1, None), (C1, Some(OTHER_VERIFIER)), (C2, Some(VERIFIER))] {
+        let c = code.clone();
+        let (r, report) = b.run(move |kv| redeem_as(kv, c, now + 2, client, verifier));
+        assert_eq!(r.err(), Some(RedeemError::Invalid(CODE_INVALID)));
+        assert_eq!(report.code_replay_revoked, 0);
+        if !matches!(b, Backend::SharedData(_)) {
+            assert!(
+                events(&b).is_empty(),
+                "a refused replay announced a revocation"
+            );
+        }
+        assert!(lookup(&b, &parsed(&t.access_token), now + 2).is_some());
+    }
+    let (r, report) = b.run(move |kv| redeem_op(kv, code, now + 3));
+    assert_eq!(r.err(), Some(RedeemError::Replayed));
+    assert_eq!(report.code_replay_revoked, 1);
+    assert!(lookup(&b, &parsed(&t.access_token), now + 4).is_none());
 }
 
 fn server_key_is_created_once(b: Backend) {
@@ -866,6 +907,7 @@ suite! {
         memory_remote,
         etcd;
     authorization_code_redeems_once: shared_data, memory_remote, etcd;
+    a_replay_without_proof_revokes_nothing: shared_data, memory_remote, etcd;
     server_key_is_created_once: shared_data, memory_remote, etcd;
     expired_grants_are_not_found: shared_data, memory_remote, etcd;
     interleaved_refreshes_have_one_winner: memory_remote, etcd;

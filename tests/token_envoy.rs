@@ -18,10 +18,13 @@ const REFERENCE_BASIC: &str =
 const REFERENCE_REVOKE_BASIC: &str =
     "Basic aFNOM3k0aVFHVUNVZnZvdmFrVXE1U3ExQ1RRYTpYMmRvVFZSeFhEN1FfT2xLOWtzQlB2UkJCbFVh";
 
+/// The issuer of [`token_config`].
+const ISSUER: &str = "https://auth.example.test";
+
 fn token_config(extra: &str) -> String {
     let h = |s: &str| hash_secret(s.as_bytes(), b"fedcba9876543210", 10_000);
     format!(
-        r#"{{"realm":"test","store":{{"buckets":64,"grants_per_bucket":512}},
+        r#"{{"issuer":"{ISSUER}","realm":"test","store":{{"buckets":64,"grants_per_bucket":512}},
             "clients":[
               {{"client_id":"{C1}","secret_hash":"{}","grant_types":["client_credentials","password","refresh_token"],"scopes":["default","PRODUCTION","SANDBOX"]}},
               {{"client_id":"{C2}","secret_hash":"{}","grant_types":["client_credentials"],"scopes":["default"]}}],
@@ -352,6 +355,97 @@ fn bad_configurations_are_refused_with_a_line_naming_the_field() {
     }
 }
 
+/// Issue 17 (6): the issuer is configuration. A token filter without one (and
+/// without `issuer_from_host`) is refused by Envoy with a line naming `issuer`;
+/// so are an http issuer off loopback and a `jwt.issuer`-style second source.
+#[test]
+fn a_token_filter_without_an_issuer_is_refused_naming_the_field() {
+    let good = token_config("");
+    let issuer_field = format!(r#""issuer":"{ISSUER}","#);
+    let cases = [
+        (
+            good.replacen(&issuer_field, "", 1),
+            "field `issuer`: required",
+        ),
+        (
+            good.replacen(ISSUER, "http://auth.example.test", 1),
+            "field `issuer`: plain http",
+        ),
+        (
+            good.replacen(&issuer_field, r#""issuer_from_host":true,"#, 1),
+            "field `issuer_hosts`",
+        ),
+        (
+            good.replacen(
+                &issuer_field,
+                &format!(r#"{issuer_field}"issuer_from_host":true,"issuer_hosts":["a.test"],"#),
+                1,
+            ),
+            "field `issuer_from_host`",
+        ),
+    ];
+    for (config, needle) in cases {
+        let log = refused(&config);
+        let line = log
+            .lines()
+            .find(|l| l.contains("invalid plugin configuration"))
+            .unwrap_or_else(|| panic!("no config error line for {needle}:\n{log}"));
+        assert!(line.contains(needle), "{needle} not in {line}");
+    }
+}
+
+/// Issue 17 (6): with `issuer_from_host`, a listed Host names the issuer; any
+/// other Host gets an uncacheable 400 that never repeats it, so no cache can
+/// hand out a document pointing clients' secrets at an attacker's host.
+#[test]
+fn issuer_from_host_builds_metadata_for_listed_hosts_only() {
+    let config = token_config("").replacen(
+        &format!(r#""issuer":"{ISSUER}","#),
+        r#""issuer_from_host":true,"issuer_hosts":["auth.example.test","127.0.0.1"],"#,
+        1,
+    );
+    let e = Envoy::start_template("token_only.yaml", &[("TOKEN_CONFIG", &config)], 2);
+    let url = format!(
+        "{}/.well-known/oauth-authorization-server",
+        e.base_url("http")
+    );
+    let r = get(&url, &[("host", "AUTH.example.test")]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["issuer"], "https://auth.example.test");
+    assert_eq!(
+        r.json()["token_endpoint"],
+        "https://auth.example.test/token"
+    );
+    // Plain http only on a loopback host.
+    let r = get(&url, &[("host", "127.0.0.1")]);
+    assert_eq!(r.json()["issuer"], "http://127.0.0.1");
+    for host in [
+        "evil.example",
+        "auth.example.test.evil.example",
+        "auth.example.test:8443",
+    ] {
+        let r = get(&url, &[("host", host)]);
+        assert_eq!(r.status, 400, "{host}: {}", r.body);
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{host}");
+        assert!(!r.body.contains(host), "{host}: {}", r.body);
+        assert!(!r.body.contains("evil"), "{host}: {}", r.body);
+    }
+    // /authorize: no page, and so no redirect naming an issuer, for such a Host.
+    let authorize = format!(
+        "{}/authorize?response_type=code&client_id={C1}",
+        e.base_url("http")
+    );
+    let r = get(&authorize, &[("host", "evil.example")]);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.header("location").is_none());
+    assert!(
+        r.body.contains("does not answer for that host"),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("evil"), "{}", r.body);
+}
+
 #[test]
 fn stats_count_issuance_by_grant_type_refreshes_and_revocations() {
     let e = token_only("");
@@ -579,20 +673,21 @@ fn introspection_and_metadata_through_envoy() {
     assert_eq!(r.body, r#"{"active":false}"#);
     assert_eq!(e.counter("wasmcustom.oauth2.introspect.active"), 1);
     assert_eq!(e.counter("wasmcustom.oauth2.introspect.inactive"), 1);
-    // Metadata follows the live configuration, including the changed path.
+    // Metadata follows the live configuration, including the changed path, and
+    // names the configured issuer whatever the Host.
     let r = get(
         &format!("{base}/.well-known/oauth-authorization-server"),
-        &[],
+        &[("host", "evil.example")],
     );
     assert_eq!(r.status, 200);
+    assert!(!r.body.contains("evil"), "{}", r.body);
     let m = r.json();
-    let issuer = format!("http://127.0.0.1:{}", e.port("http"));
-    assert_eq!(m["issuer"], issuer.as_str());
+    assert_eq!(m["issuer"], ISSUER);
     assert_eq!(
         m["introspection_endpoint"],
-        format!("{issuer}/oauth2/introspect").as_str()
+        format!("{ISSUER}/oauth2/introspect").as_str()
     );
-    assert_eq!(m["token_endpoint"], format!("{issuer}/token").as_str());
+    assert_eq!(m["token_endpoint"], format!("{ISSUER}/token").as_str());
     assert_eq!(
         m["grant_types_supported"],
         serde_json::json!(["client_credentials", "password", "refresh_token"])

@@ -5,6 +5,7 @@ use base64::Engine;
 use envoy_oauth2::authn::credential_cache::CredentialCache;
 use envoy_oauth2::authn::env::ServiceEnv;
 use envoy_oauth2::config::secret_hash::hash_secret;
+use envoy_oauth2::config::Issuer;
 use envoy_oauth2::config::TokenConfig;
 use envoy_oauth2::endpoint::common::{create_shared_keys, EndpointRequest};
 use envoy_oauth2::endpoint::revoke::handle_revoke;
@@ -616,7 +617,7 @@ fn a_resource_server_client_introspects_every_clients_tokens() {
 #[test]
 fn metadata_is_derived_from_the_configuration() {
     let w = World::new();
-    let r = envoy_oauth2::endpoint::metadata::metadata(&w.cfg, "http", "ignored:1");
+    let r = envoy_oauth2::endpoint::metadata::metadata(&w.cfg, false, Some("evil.example"));
     let v = json(&r);
     assert_eq!(v["issuer"], "https://auth.example");
     assert_eq!(v["token_endpoint"], "https://auth.example/token");
@@ -637,17 +638,26 @@ fn metadata_is_derived_from_the_configuration() {
         v["token_endpoint_auth_methods_supported"],
         serde_json::json!(["client_secret_basic", "client_secret_post"])
     );
-    // Without a configured issuer: the request's scheme and host, sanitized.
+    // `issuer_from_host`: a listed Host names the issuer (https off loopback);
+    // any other Host gets an uncacheable error, never a document naming it.
     let mut cfg = w.cfg.clone();
-    cfg.issuer = None;
+    cfg.issuer = Issuer::FromHost {
+        hosts: vec!["gw.example:8443".into()],
+    };
     cfg.paths.token = "/oauth2/token".into();
     let v = json(&envoy_oauth2::endpoint::metadata::metadata(
         &cfg,
-        "https",
-        "gw.example:8443\"><",
+        false,
+        Some("GW.example:8443"),
     ));
     assert_eq!(v["issuer"], "https://gw.example:8443");
     assert_eq!(v["token_endpoint"], "https://gw.example:8443/oauth2/token");
+    for host in [Some("evil.example"), Some("gw.example:8443\"><"), None] {
+        let r = envoy_oauth2::endpoint::metadata::metadata(&cfg, true, host);
+        assert_eq!(r.status, 400, "{host:?}");
+        assert_eq!(r.header_value("cache-control"), Some("no-store"));
+        assert!(!String::from_utf8_lossy(&r.body).contains("evil"));
+    }
 }
 
 #[test]

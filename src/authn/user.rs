@@ -61,7 +61,7 @@ mod tests {
     #[test]
     fn only_the_right_password_of_a_known_user_passes_and_the_ration_holds() {
         let json = format!(
-            r#"{{ "clients": [ {{ "client_id": "app", "public": true, "grant_types": ["implicit"], "redirect_uris": ["https://app.example/cb"], "scopes": ["default"] }} ], "users": [ {{ "username": "admin", "password_hash": "{}", "scopes": ["default"] }} ],
+            r#"{{ "issuer": "https://auth.example.com", "clients": [ {{ "client_id": "app", "public": true, "grant_types": ["implicit"], "redirect_uris": ["https://app.example/cb"], "scopes": ["default"] }} ], "users": [ {{ "username": "admin", "password_hash": "{}", "scopes": ["default"] }} ],
                  "throttle": {{ "max_failures": 100 }} }}"#,
             hash_secret(b"admin", b"0123456789abcdef", 10_000)
         );

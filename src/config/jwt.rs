@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::error::{check_header_text, err, ConfigError};
+use super::issuer::Issuer;
 use crate::token::jwt::{jwks_json, Audience, KeyEntry, KeyError, KeySet, PublicKeySet};
 
 /// `access_token_format`, at the top level (the default) and per client.
@@ -39,7 +40,7 @@ fn default_jwks_max_age() -> u64 {
 #[derive(Debug, Clone)]
 pub struct TokenJwt {
     pub keys: Arc<KeySet>,
-    /// `jwt.issuer`, else the top-level `issuer`.
+    /// The top-level `issuer` when it is fixed (`jwt.issuer` may only repeat it).
     pub issuer: Option<String>,
     pub audience: Option<Vec<String>>,
     /// `{"keys":[…]}`: public keys only, rendered once.
@@ -61,13 +62,16 @@ pub(super) fn check_audience(field: &str, aud: &Audience) -> Result<Vec<String>,
     Ok(aud.values().to_vec())
 }
 
-pub(super) fn parse_token_jwt(
-    f: &TokenJwtFile,
-    top_issuer: Option<&str>,
-) -> Result<TokenJwt, ConfigError> {
+pub(super) fn parse_token_jwt(f: &TokenJwtFile, issuer: &Issuer) -> Result<TokenJwt, ConfigError> {
     let keys = KeySet::from_entries(&f.keys, "jwt.keys").map_err(key_error)?;
+    // One source of truth: the tokens' `iss` is the issuer the metadata names.
     if let Some(i) = &f.issuer {
-        check_header_text("jwt.issuer", i)?;
+        if issuer.fixed() != Some(i.as_str()) {
+            return Err(err(
+                "jwt.issuer",
+                "differs from the top-level `issuer`, which is the tokens' `iss`: remove `jwt.issuer`",
+            ));
+        }
     }
     let audience = match &f.audience {
         Some(a) => Some(check_audience("jwt.audience", a)?),
@@ -82,7 +86,7 @@ pub(super) fn parse_token_jwt(
     Ok(TokenJwt {
         jwks_json: jwks_json(keys.public()),
         keys: Arc::new(keys),
-        issuer: f.issuer.clone().or(top_issuer.map(String::from)),
+        issuer: issuer.fixed().map(String::from),
         audience,
         jwks_max_age: f.jwks_max_age_seconds,
     })

@@ -7,6 +7,7 @@ pub mod abuse;
 pub mod client;
 pub mod error;
 pub mod guard;
+pub mod issuer;
 pub mod jwt;
 pub mod lifetimes;
 pub mod secret_hash;
@@ -15,5 +16,6 @@ pub mod token;
 
 pub use client::{Client, GrantType, User};
 pub use error::{check_header_text, parse_json, ConfigError};
+pub use issuer::Issuer;
 pub use lifetimes::{LifetimeOverrides, LifetimesConfig};
 pub use token::*;

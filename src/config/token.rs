@@ -8,6 +8,7 @@ pub use super::abuse::ThrottlePolicy;
 use super::abuse::{parse_hash_budget, parse_throttle, HashBudgetFile, ThrottleFile};
 use super::client::{parse_clients, parse_users, Client, ClientFile, User, UserFile};
 use super::error::{check_header_text, check_name, err, parse_json, ConfigError};
+use super::issuer::{parse_issuer, Issuer};
 use super::jwt::{check_audience, parse_token_jwt, FormatName, TokenJwt, TokenJwtFile};
 use super::lifetimes::{check_lifetimes, LifetimesConfig};
 use super::store::{parse_store, RemoteStore, StoreFile};
@@ -49,6 +50,10 @@ pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
 #[serde(deny_unknown_fields)]
 struct TokenConfigFile {
     issuer: Option<String>,
+    #[serde(default)]
+    issuer_from_host: bool,
+    #[serde(default)]
+    issuer_hosts: Vec<String>,
     #[serde(default)]
     throttle: ThrottleFile,
     #[serde(default)]
@@ -109,8 +114,8 @@ fn default_max_body() -> usize {
 
 #[derive(Debug, Clone)]
 pub struct TokenConfig {
-    /// RFC 8414 issuer; `None`: derived from each metadata request's scheme and host.
-    pub issuer: Option<String>,
+    /// RFC 8414 issuer: the metadata, JWT `iss` and RFC 9207 `iss` name it.
+    pub issuer: Issuer,
     pub throttle: ThrottlePolicy,
     /// Seconds after a rotation in which the previous refresh token may be
     /// retried once for the same pair (0: never).
@@ -148,7 +153,11 @@ impl TokenConfig {
         check_lifetimes("lifetimes", &file.lifetimes)?;
         let (store, remote) = parse_store(&file.store)?;
         check_paths(&file.paths)?;
-        check_issuer(file.issuer.as_deref())?;
+        let issuer = parse_issuer(
+            file.issuer.as_deref(),
+            file.issuer_from_host,
+            &file.issuer_hosts,
+        )?;
         if !(1..=MAX_CODE_LIFETIME).contains(&file.code_lifetime_seconds) {
             return Err(err(
                 "code_lifetime_seconds",
@@ -157,7 +166,7 @@ impl TokenConfig {
         }
         let mut clients = parse_clients(&file.clients, &file.default_tenant, &file.lifetimes)?;
         let jwt = match &file.jwt {
-            Some(j) => Some(parse_token_jwt(j, file.issuer.as_deref())?),
+            Some(j) => Some(parse_token_jwt(j, &issuer)?),
             None => None,
         };
         for (i, (client, f)) in clients.iter_mut().zip(&file.clients).enumerate() {
@@ -175,7 +184,7 @@ impl TokenConfig {
         }
         Ok(TokenConfig {
             refresh_token_grace_seconds: file.refresh_token_grace_seconds,
-            issuer: file.issuer,
+            issuer,
             throttle,
             realm: file.realm,
             default_tenant: file.default_tenant,
@@ -241,8 +250,9 @@ fn jwt_format(
     };
     let Some(issuer) = jwt.issuer.clone() else {
         return Err(err(
-            "jwt.issuer",
-            "required when a client uses JWT access tokens (or set the top-level `issuer`)",
+            format_field,
+            "JWT access tokens need a fixed `issuer` (their `iss`, checked by every guard); \
+             `issuer_from_host` names none",
         ));
     };
     let audience = match &f.audience {
@@ -285,24 +295,6 @@ fn check_paths(p: &PathsConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// `issuer` (RFC 8414): an http(s) URL without query, fragment or trailing `/`.
-fn check_issuer(issuer: Option<&str>) -> Result<(), ConfigError> {
-    let Some(issuer) = issuer else {
-        return Ok(());
-    };
-    let ok = (issuer.starts_with("https://") || issuer.starts_with("http://"))
-        && !issuer.contains('?')
-        && !issuer.contains('#')
-        && !issuer.ends_with('/');
-    if !ok {
-        return Err(err(
-            "issuer",
-            "must be an http(s) URL without query, fragment or trailing `/`",
-        ));
-    }
-    check_header_text("issuer", issuer)
-}
-
 /// `revoked_clients`: names, none of them still a configured client.
 fn check_revoked_clients(revoked: &[String], clients: &[ClientFile]) -> Result<(), ConfigError> {
     for (i, id) in revoked.iter().enumerate() {
@@ -326,7 +318,7 @@ mod tests {
     pub fn sample(extra_client: &str) -> String {
         let h = hash_secret(b"secret", b"saltsaltsalt", 10_000);
         format!(
-            r#"{{"clients":[{{"client_id":"c1","secret_hash":"{h}","grant_types":["client_credentials","password","refresh_token"],
+            r#"{{"issuer":"https://auth.example.com","clients":[{{"client_id":"c1","secret_hash":"{h}","grant_types":["client_credentials","password","refresh_token"],
             "scopes":["default","PRODUCTION"]{extra_client}}}],
             "users":[{{"username":"admin","password_hash":"{h}","scopes":["default"]}}]}}"#
         )
@@ -410,7 +402,10 @@ mod tests {
             .unwrap_err()
             .message
             .contains("clients"));
-        assert_eq!(field_of(r#"{"clients":[]}"#), "clients");
+        assert_eq!(
+            field_of(r#"{"issuer":"https://a.example","clients":[]}"#),
+            "clients"
+        );
         assert_eq!(
             field_of(r#"{"clients":[],"store":{"buckets":0}}"#),
             "store.buckets"
@@ -424,5 +419,35 @@ mod tests {
         let bad_hash = sample("").replacen("$pbkdf2-sha256$i=10000$", "$md5$", 1);
         assert_eq!(field_of(&bad_hash), "clients[0].secret_hash");
         assert_eq!(field_of("not json"), "(root)");
+    }
+
+    #[test]
+    fn the_issuer_is_required_and_configured_one_way() {
+        let without = sample("").replacen(r#""issuer":"https://auth.example.com","#, "", 1);
+        assert_eq!(field_of(&without), "issuer");
+        assert!(TokenConfig::parse(without.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("field `issuer`: required"));
+        let from_host = |extra: &str| {
+            sample("").replacen(
+                r#""issuer":"https://auth.example.com","#,
+                &format!(r#""issuer_from_host":true,{extra}"#),
+                1,
+            )
+        };
+        let c = TokenConfig::parse(from_host(r#""issuer_hosts":["auth.example.com"],"#).as_bytes())
+            .unwrap();
+        assert_eq!(
+            c.issuer,
+            Issuer::FromHost {
+                hosts: vec!["auth.example.com".into()]
+            }
+        );
+        assert_eq!(field_of(&from_host("")), "issuer_hosts");
+        let both = sample("").replacen(r#""clients""#, r#""issuer_from_host":true,"clients""#, 1);
+        assert_eq!(field_of(&both), "issuer_from_host");
+        let http = sample("").replacen("https://auth.example.com", "http://auth.example.com", 1);
+        assert_eq!(field_of(&http), "issuer");
     }
 }

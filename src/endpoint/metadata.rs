@@ -4,17 +4,19 @@
 use serde_json::json;
 
 use crate::config::{GrantType, TokenConfig};
+use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::response::Response;
 
-/// `scheme` and `host` of the request name the issuer when none is configured.
-pub fn metadata(cfg: &TokenConfig, scheme: &str, host: &str) -> Response {
-    let issuer = match &cfg.issuer {
-        Some(i) => i.clone(),
-        None => format!(
-            "{}://{}",
-            if scheme == "https" { "https" } else { "http" },
-            sanitize_host(host)
-        ),
+/// The metadata of the configured issuer. With `issuer_from_host`, `authority`
+/// (the request's Host) must be a listed host; any other gets an uncacheable
+/// error, so no cache can keep a document naming a Host an attacker chose.
+pub fn metadata(cfg: &TokenConfig, https: bool, authority: Option<&str>) -> Response {
+    let Some(issuer) = cfg.issuer.for_request(https, authority) else {
+        return OAuthError::new(
+            ErrorCode::InvalidRequest,
+            "this server does not answer for that host",
+        )
+        .to_response();
     };
     let mut grants: Vec<&str> = Vec::new();
     let mut scopes: Vec<&str> = Vec::new();
@@ -74,8 +76,8 @@ pub fn metadata(cfg: &TokenConfig, scheme: &str, host: &str) -> Response {
     }
     if !response_types.is_empty() {
         body["authorization_endpoint"] = json!(format!("{issuer}{}", cfg.paths.authorize));
-        // RFC 9207: authorization responses carry `iss` when the issuer is configured.
-        body["authorization_response_iss_parameter_supported"] = json!(cfg.issuer.is_some());
+        // RFC 9207: every authorization response carries `iss`.
+        body["authorization_response_iss_parameter_supported"] = json!(true);
         body["response_modes_supported"] = json!(if any(GrantType::Implicit) {
             vec!["query", "fragment"]
         } else {
@@ -94,18 +96,4 @@ pub fn metadata(cfg: &TokenConfig, scheme: &str, host: &str) -> Response {
         body["code_challenge_methods_supported"] = json!(methods);
     }
     Response::json(200, body.to_string()).header("cache-control", "max-age=60")
-}
-
-/// A Host header is client input: keep only what a host[:port] can contain.
-fn sanitize_host(host: &str) -> String {
-    let h: String = host
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
-        .take(255)
-        .collect();
-    if h.is_empty() {
-        "localhost".into()
-    } else {
-        h
-    }
 }

@@ -2,8 +2,9 @@
 //! record that holds the code's hash and its binding (client, user, scope,
 //! redirect URI, PKCE challenge) and no usable token. Redeeming it turns the
 //! same record into a normal grant with an access (and maybe refresh) token in
-//! one CAS; the record keeps the code's hash, so a second presentation is
-//! recognised in one CAS as well and revokes what the code produced (§4.1.2).
+//! one CAS; the record keeps the code's hash and binding, so a second
+//! presentation is recognised in one CAS as well and, when it carries the
+//! same proof a redemption needs, revokes what the code produced (§4.1.2).
 
 use super::grants::{GrantStore, IssuedTokens, Lifetimes, PLACEMENT_TRIES};
 use super::txn::{run_txn_from, StoreError};
@@ -182,35 +183,21 @@ impl BucketTxn for Redeem<'_> {
             return invalid(CODE_INVALID);
         }
         if c.redeemed {
-            // RFC 6749 §4.1.2: a code used twice revokes what it produced.
+            // RFC 6749 §4.1.2: a code used twice revokes what it produced, but
+            // only for a request that proves it is the code's client (the same
+            // proof a redemption needs); a bare code, which leaks through
+            // logs, referrers and browser history, must not end the session.
+            if proves_binding(&g.client_id, c, self.r).is_err() {
+                return invalid(CODE_INVALID);
+            }
             g.revoked = true;
             return Step::Announce(Err(RedeemError::Replayed));
         }
-        if g.client_id != self.r.client_id || now >= g.access_expires_at {
+        if now >= g.access_expires_at {
             return invalid(CODE_INVALID);
         }
-        let redirect_ok = match self.r.redirect_uri {
-            Some(p) => p == c.redirect_uri,
-            None => !c.redirect_given,
-        };
-        if !redirect_ok {
-            return invalid("redirect_uri does not match the authorization request");
-        }
-        match (&c.challenge, self.r.verifier) {
-            (Some((method, challenge)), Some(v)) => {
-                if !pkce::verify(*method, challenge, v) {
-                    return invalid("code_verifier does not match the code_challenge");
-                }
-            }
-            (Some(_), None) => return invalid("code_verifier is required"),
-            // RFC 9700 §2.1.1: a verifier without a challenge is refused
-            // (a PKCE downgrade attempt).
-            (None, Some(_)) => {
-                return invalid(
-                    "code_verifier sent, but the authorization request had no code_challenge",
-                )
-            }
-            (None, None) => {}
+        if let Err(why) = proves_binding(&g.client_id, c, self.r) {
+            return invalid(why);
         }
         c.redeemed = true;
         g.issued_at = now;
@@ -234,6 +221,40 @@ impl BucketTxn for Redeem<'_> {
         let redeemed = g.code.as_ref().is_some_and(|c| c.redeemed);
         (redeemed && !g.revoked && g.access_hash.matches(&self.access.hash))
             .then(|| Ok(g.scope.clone()))
+    }
+}
+
+/// Whether the request presents what the code is bound to: the client it was
+/// issued to (already authenticated: a confidential client by its secret),
+/// the redirect URI of the authorization request, and the PKCE verifier of
+/// its challenge (a public client's only proof). `Err`: the
+/// `error_description` of a fresh code's refusal.
+fn proves_binding(
+    code_client: &str,
+    c: &CodeState,
+    r: &CodeRedemption<'_>,
+) -> Result<(), &'static str> {
+    if code_client != r.client_id {
+        return Err(CODE_INVALID);
+    }
+    let redirect_ok = match r.redirect_uri {
+        Some(p) => p == c.redirect_uri,
+        None => !c.redirect_given,
+    };
+    if !redirect_ok {
+        return Err("redirect_uri does not match the authorization request");
+    }
+    match (&c.challenge, r.verifier) {
+        (Some((method, challenge)), Some(v)) if !pkce::verify(*method, challenge, v) => {
+            Err("code_verifier does not match the code_challenge")
+        }
+        (Some(_), Some(_)) | (None, None) => Ok(()),
+        (Some(_), None) => Err("code_verifier is required"),
+        // RFC 9700 §2.1.1: a verifier without a challenge is refused
+        // (a PKCE downgrade attempt).
+        (None, Some(_)) => {
+            Err("code_verifier sent, but the authorization request had no code_challenge")
+        }
     }
 }
 
@@ -410,6 +431,71 @@ mod tests {
         r.lifetimes.refresh = None;
         let t = s.redeem_code(&p, &r, 1001).sync().unwrap();
         assert!(t.refresh_token.is_none());
+    }
+
+    #[test]
+    fn a_replay_without_the_codes_proof_revokes_nothing() {
+        let kv = MemoryKv::default();
+        let mut s = GrantStore::new(&kv, &HostRandomness, LAYOUT);
+        s.ensure_created().unwrap();
+        let p = code(&s.issue_code(&binding(true), 60, 1000).sync().unwrap());
+        let t = s
+            .redeem_code(&p, &redemption("app", Some(VERIFIER)), 1001)
+            .sync()
+            .unwrap();
+        let wrong = VERIFIER.replace('d', "e");
+        let mut other_redirect = redemption("app", Some(VERIFIER));
+        other_redirect.redirect_uri = Some("https://app/cb2");
+        for r in [
+            redemption("app", None),
+            redemption("app", Some(&wrong)),
+            redemption("other", Some(VERIFIER)),
+            other_redirect,
+        ] {
+            // The same answer as an unknown code: nothing tells it was redeemed.
+            assert_eq!(
+                s.redeem_code(&p, &r, 1002).sync().err(),
+                Some(RedeemError::Invalid(CODE_INVALID))
+            );
+        }
+        assert_eq!(s.report.code_replay_revoked, 0);
+        let access = token::parse(&t.access_token).unwrap();
+        assert!(s.lookup(&access, 1003).sync().unwrap().is_some());
+        // The code's own client with its verifier: a real replay, which revokes.
+        assert_eq!(
+            s.redeem_code(&p, &redemption("app", Some(VERIFIER)), 1004)
+                .sync()
+                .err(),
+            Some(RedeemError::Replayed)
+        );
+        assert!(s.lookup(&access, 1005).sync().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_confidential_client_without_pkce_proves_a_replay_by_its_authentication() {
+        let kv = MemoryKv::default();
+        let mut s = GrantStore::new(&kv, &HostRandomness, LAYOUT);
+        s.ensure_created().unwrap();
+        let p = code(&s.issue_code(&binding(false), 60, 1000).sync().unwrap());
+        let t = s
+            .redeem_code(&p, &redemption("app", None), 1001)
+            .sync()
+            .unwrap();
+        assert_eq!(
+            s.redeem_code(&p, &redemption("other", None), 1002)
+                .sync()
+                .err(),
+            Some(RedeemError::Invalid(CODE_INVALID))
+        );
+        let access = token::parse(&t.access_token).unwrap();
+        assert!(s.lookup(&access, 1003).sync().unwrap().is_some());
+        assert_eq!(
+            s.redeem_code(&p, &redemption("app", None), 1004)
+                .sync()
+                .err(),
+            Some(RedeemError::Replayed)
+        );
+        assert!(s.lookup(&access, 1005).sync().unwrap().is_none());
     }
 
     #[test]

@@ -134,11 +134,12 @@ pub struct TokenHttp {
     endpoint: Option<Endpoint>,
     content_type: Option<String>,
     authorization: Option<String>,
-    /// `/authorize` only: the browser binding cookie and the scheme.
+    /// `/authorize` only: the browser binding cookie, the scheme and the Host.
     cookie: Option<String>,
     /// Who is asking (for per-address throttling).
     client_address: String,
     https: bool,
+    host: Option<String>,
     answered: bool,
     /// Fleet mode: the store operation this request waits on.
     in_flight: Option<InFlight<Response>>,
@@ -154,6 +155,7 @@ impl TokenHttp {
             cookie: None,
             client_address: String::new(),
             https: false,
+            host: None,
             answered: false,
             in_flight: None,
         }
@@ -176,6 +178,7 @@ impl TokenHttp {
             cookie: self.cookie.take(),
             client_address: std::mem::take(&mut self.client_address),
             https: self.https,
+            host: self.host.take(),
             body: body.to_vec(),
         };
         self.run(move |shared, kv| serve(shared, kv, req))
@@ -234,6 +237,7 @@ struct OwnedRequest {
     cookie: Option<String>,
     client_address: String,
     https: bool,
+    host: Option<String>,
     body: Vec<u8>,
 }
 
@@ -266,6 +270,7 @@ async fn serve(shared: Rc<TokenShared>, kv: Kv<'static>, req: OwnedRequest) -> R
                 body: &req.body,
                 cookie: req.cookie.as_deref(),
                 https: req.https,
+                host: req.host.as_deref(),
             };
             let result = handle_authorize(cfg, &mut env, &auth_req).await;
             record_authorize(&result);
@@ -292,6 +297,7 @@ async fn serve_authorize_page(
     query: String,
     cookie: Option<String>,
     https: bool,
+    host: Option<String>,
 ) -> Response {
     // A GET checks no credential: no address needed.
     let mut env = ServiceEnv {
@@ -309,17 +315,22 @@ async fn serve_authorize_page(
         body: &[],
         cookie: cookie.as_deref(),
         https,
+        host: host.as_deref(),
     };
     let result = handle_authorize(&shared.cfg, &mut env, &req).await;
     record_authorize(&result);
     result.response
 }
 
-/// What `/authorize` needs beyond the form: the `Cookie` header and whether the
-/// request came over HTTPS.
-fn authorize_context() -> (Option<String>, bool) {
+/// What `/authorize` needs beyond the form: the `Cookie` header, whether the
+/// request came over HTTPS, and its Host (`:authority`).
+fn authorize_context() -> (Option<String>, bool, Option<String>) {
     let https = host::request_header(":scheme").as_deref() == Some(b"https");
-    (host::request_header_str("cookie"), https)
+    (
+        host::request_header_str("cookie"),
+        https,
+        host::request_header_str(":authority"),
+    )
 }
 
 fn record(result: &EndpointResult) {
@@ -365,17 +376,19 @@ pub fn record_store(r: &TxnReport) {
 impl TokenHttp {
     /// `/authorize` with any method but POST: answered from the headers alone.
     fn serve_authorize(&mut self, method: &str, query: &str) -> Action {
-        let (cookie, https) = authorize_context();
+        let (cookie, https, authority) = authorize_context();
         let (method, query) = (method.to_string(), query.to_string());
-        self.run(move |shared, kv| serve_authorize_page(shared, kv, method, query, cookie, https))
+        self.run(move |shared, kv| {
+            serve_authorize_page(shared, kv, method, query, cookie, https, authority)
+        })
     }
 
     fn serve_metadata(&mut self) -> Action {
         let r = match host::request_header(":method").as_deref() {
             Some(b"GET") | Some(b"HEAD") => {
-                let scheme = host::request_header_str(":scheme").unwrap_or_default();
-                let authority = host::request_header_str(":authority").unwrap_or_default();
-                metadata(&self.shared.cfg, &scheme, &authority)
+                let https = host::request_header(":scheme").as_deref() == Some(b"https");
+                let authority = host::request_header_str(":authority");
+                metadata(&self.shared.cfg, https, authority.as_deref())
             }
             _ => Response::new(405).header("allow", "GET, HEAD"),
         };
@@ -460,6 +473,7 @@ impl HttpContext for TokenHttp {
         if self.endpoint == Some(Endpoint::Authorize) {
             self.cookie = text("cookie");
             self.https = headers.get(":scheme") == Some(b"https");
+            self.host = text(":authority");
         }
         if end_of_stream {
             return self.handle(&[]);

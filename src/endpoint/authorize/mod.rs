@@ -52,6 +52,8 @@ pub struct AuthorizeRequest<'a> {
     pub cookie: Option<&'a str>,
     /// The request came over HTTPS (the binding cookie is then `Secure`).
     pub https: bool,
+    /// The `Host` (`:authority`): with `issuer_from_host`, it names the issuer.
+    pub host: Option<&'a str>,
 }
 
 /// What happened, for stats (`oauth2.authorize.<name>`).
@@ -101,9 +103,19 @@ pub async fn handle_authorize(
     req: &AuthorizeRequest<'_>,
 ) -> AuthorizeResult {
     let mut store = GrantStore::over(env.kv.clone(), env.rng, cfg.store);
+    // Every redirect names the issuer (RFC 9207): a Host it cannot be built
+    // from gets no page at all.
+    let Some(issuer) = cfg.issuer.for_request(req.https, req.host) else {
+        let (response, outcome) = refused_page(400, "This server does not answer for that host.");
+        return AuthorizeResult {
+            response,
+            outcome,
+            store: store.report,
+        };
+    };
     let (response, outcome) = match req.method {
-        "GET" => start(cfg, env, req).await,
-        "POST" => submit(cfg, env, &mut store, req).await,
+        "GET" => start(cfg, env, req, &issuer).await,
+        "POST" => submit(cfg, env, &mut store, req, &issuer).await,
         _ => done(
             error_page(405, "Only GET and POST are allowed here.").header("allow", "GET, POST"),
             AuthorizeOutcome::ErrorPage,
@@ -121,6 +133,7 @@ async fn start(
     cfg: &TokenConfig,
     env: &mut ServiceEnv<'_>,
     req: &AuthorizeRequest<'_>,
+    issuer: &str,
 ) -> (Response, AuthorizeOutcome) {
     let Ok(q) = Form::parse(req.query.as_bytes()) else {
         return refused_page(400, "The authorization request is malformed.");
@@ -156,7 +169,7 @@ async fn start(
         redirect_uri,
         fragment: response_type == Some("token"),
         state: None,
-        issuer: cfg.issuer.as_deref(),
+        issuer,
         status: 302,
     };
     let state = match q.one("state") {
@@ -377,6 +390,7 @@ async fn submit<'a>(
     env: &mut ServiceEnv<'_>,
     store: &mut GrantStore<'a>,
     req: &AuthorizeRequest<'_>,
+    issuer: &str,
 ) -> (Response, AuthorizeOutcome) {
     if req.body.len() > cfg.max_body_bytes {
         return refused_page(413, "The form is too large.");
@@ -432,7 +446,7 @@ async fn submit<'a>(
         redirect_uri: &pending_req.redirect_uri,
         fragment: pending_req.response_type == ResponseType::Token,
         state: pending_req.state.as_deref(),
-        issuer: cfg.issuer.as_deref(),
+        issuer,
         status: 303,
     };
     if let Err((error, why)) = still_allowed(client, &pending_req) {

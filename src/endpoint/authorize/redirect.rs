@@ -21,7 +21,7 @@ pub(super) struct Back<'a> {
     pub(super) state: Option<&'a str>,
     /// RFC 9207 `iss`: the configured issuer, so a client talking to several
     /// servers can tell whose answer this is (mix-up defence, RFC 9700 §4.4).
-    pub(super) issuer: Option<&'a str>,
+    pub(super) issuer: &'a str,
     /// 302 for the GET, 303 for the form POST.
     pub(super) status: u16,
 }
@@ -38,7 +38,7 @@ impl Back<'_> {
         });
         let mut first = true;
         let state = self.state.map(|s| ("state", s));
-        let iss = self.issuer.map(|i| ("iss", i));
+        let iss = Some(("iss", self.issuer));
         for (k, v) in params.iter().copied().chain(state).chain(iss) {
             if !first {
                 url.push('&');
