@@ -18,12 +18,17 @@ Method
   etcd cluster this script starts (pinned to core 1 with wrk; data in a temp dir
   removed at exit), compared round by round with their shared-data twin. Each
   checks, through etcd's gateway and counters, that it really used etcd.
+- attack-* variants (issue 17): guard-hit's load beside a flood of random client
+  credentials (a second wrk, wrk/flood.lua) at /token (attack-cc) or at a filterless
+  direct_response 401 (attack-control, the floor attack-cc is compared with round by
+  round); the real client's /token beside wrong secrets for it from 127.0.0.2
+  (attack-lockout, lockout_attacker.py). The attack shares core 1 with wrk.
 
 Environment: BENCH_SECONDS (5), BENCH_WARMUP (1), BENCH_ROUNDS (4),
 BENCH_CONNECTIONS (16), BENCH_VARIANTS (comma list; default all),
 BENCH_OUT (bench/results; latest.json, latest.svg, latest.md),
 ENVOY_BIN (.venv/bin/envoy), ETCD_BIN (etcd), BENCH_SKIP_PEER=1 (no oidc-provider),
-BENCH_BASELINE_WASM (a .wasm of another commit: every selected guard/token
+BENCH_BASELINE_WASM (a .wasm of another commit: every selected guard/token/attack
 variant also runs with it, as `<variant>@base`, interleaved: an A/B in one run).
 
 Python 3.11 standard library only. It installs `wrk` with apt-get and the peer
@@ -942,7 +947,7 @@ def make_variants(m: Material) -> list[Variant]:
                      body=lambda t: "grant_type=client_credentials&scope=default", checks=peer_checks))
     if BASELINE_WASM:
         V += [dataclasses.replace(v, name=v.name + "@base", vs=v.vs and v.vs + "@base")
-              for v in V if v.group in ("guard", "token")]
+              for v in V if v.group in ("guard", "token", "attack")]
     return V
 
 
