@@ -8,7 +8,8 @@ CONNECTIONS threads, each with a keep-alive HTTP/1.1 connection bound to SOURCE_
 (e.g. 127.0.0.2: wrk cannot bind a source address), send `POST /token`
 grant_type=client_credentials for CLIENT_ID with a wrong secret (a fresh random one per
 request) as fast as they can. On SIGINT or SIGTERM it prints one line
-`ATTACK_RESULT {json}`: requests, counts per status, socket errors, duration.
+`ATTACK_RESULT {json}`: requests, counts per status, socket errors, duration,
+connections opened.
 
 Python standard library only.
 """
@@ -31,6 +32,7 @@ def main() -> int:
     lock = threading.Lock()
     statuses: dict[str, int] = {}
     errors: dict[str, int] = {}
+    connects = [0]
 
     def on_signal(_sig, _frame):
         stop.set()
@@ -44,6 +46,8 @@ def main() -> int:
             try:
                 if c is None:
                     c = http.client.HTTPConnection(host, port, timeout=5, source_address=(source, 0))
+                    with lock:
+                        connects[0] += 1
                 secret = secrets.token_urlsafe(12)
                 auth = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
                 c.request("POST", "/token", body="grant_type=client_credentials",
@@ -77,7 +81,7 @@ def main() -> int:
     dur = time.monotonic() - t0
     with lock:
         out = {"requests": sum(statuses.values()), "statuses": dict(statuses), "errors": dict(errors),
-               "duration_s": round(dur, 3), "source": source}
+               "duration_s": round(dur, 3), "source": source, "connections": connects[0]}
     print("ATTACK_RESULT " + json.dumps(out, sort_keys=True), flush=True)
     return 0
 

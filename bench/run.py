@@ -873,12 +873,18 @@ def make_variants(m: Material) -> list[Variant]:
                                  "the run's token issuance should have defined it)")
             slow, rejected, invalid = (d("oauth2.authn.slow_hashes"), d(f"http.{target}.downstream_rq_4xx"),
                                        d("oauth2.token.error.invalid_client"))
+            conns = d(f"http.{target}.downstream_cx_total")
             if slow:
                 raise BenchError(f"{name}: {slow} slow hashes ran over the measured run: a random client id "
                                  "must fail at a table lookup")
             if rejected <= 0:
                 raise BenchError(f"{name}: the `{target}` listener rejected nothing over the measured run: "
                                  "the flood was not running")
+            if conns > FLOOD_CONNECTIONS:
+                # A listener that closes its connections (e.g. answering before the body arrived)
+                # would make the flood a connection flood, costlier than what it stands for.
+                raise BenchError(f"{name}: the flood opened {conns} connections to `{target}` over the measured "
+                                 f"run (it keeps {FLOOD_CONNECTIONS}): the listener closes them")
             if kind == "cc" and invalid <= 0:
                 raise BenchError(f"{name}: the token filter counted no invalid_client over the measured run")
             if kind == "control" and invalid:
@@ -886,8 +892,8 @@ def make_variants(m: Material) -> list[Variant]:
                                  "was meant for the floor listener only")
             a = t.ctx["attack"]
             notes.append(f"flood: {a['requests']} requests at {a['rps']:.0f}/s, all 401; over the measured "
-                         f"run `{target}` rejected {rejected}, token filter invalid_client {invalid}, "
-                         f"slow hashes {slow}")
+                         f"run `{target}` rejected {rejected} on {conns} new connections, token filter "
+                         f"invalid_client {invalid}, slow hashes {slow}")
             return "; ".join(notes)
         return check
 
@@ -908,9 +914,17 @@ def make_variants(m: Material) -> list[Variant]:
             raise BenchError("attack-lockout: Envoy throttled nothing over the measured run: the attacker "
                              "was not being refused")
         a = t.ctx["attack"]
+        # A fresh Envoy: every slow hash it ran is one of the attacker's checked secrets (401) or
+        # the real client's first check (the checks' first request, made once the attacker's
+        # address was throttled: per-address throttling let it through).
+        total, checked = stat_sum(after, "oauth2.authn.slow_hashes") or 0, a["statuses"].get("401", 0)
+        if total < checked + 1:
+            raise BenchError(f"attack-lockout: Envoy ran {total} slow hashes in all, for {checked} wrong secrets "
+                             "checked (401) and the real client's first check: is the client's secret PBKDF2?")
         st = ", ".join(f"{k}: {v}" for k, v in sorted(a["statuses"].items()))
-        return (f"attacker from {LOCKOUT_SOURCE}: {a['requests']} requests at {a['rps']:.0f}/s ({st}); over "
-                f"the measured run Envoy throttled {throttled}, ran {slow} slow hashes")
+        return (f"attacker from {LOCKOUT_SOURCE}: {a['requests']} requests at {a['rps']:.0f}/s ({st}) on "
+                f"{a['connections']} connections; over "
+                f"the measured run Envoy throttled {throttled}, ran {slow} slow hashes ({total} in all)")
 
     if not m.client_hash.startswith("$pbkdf2-sha256$"):
         raise BenchError("attack-lockout needs a PBKDF2 (human-chosen) client secret")
@@ -1364,7 +1378,7 @@ def etcd_delta(a: dict, b: dict) -> dict:
 def attack_stats(t: Target) -> dict[str, int]:
     """The filters' counters and the listeners' 4xx, after the filters' counter tick."""
     time.sleep(0.5)
-    return envoy_stats(t, r"oauth2\.|^http\.(bench|issuer|floor)\.downstream_rq_4xx$")
+    return envoy_stats(t, r"oauth2\.|^http\.(bench|issuer|floor)\.downstream_(rq_4xx|cx_total)$")
 
 
 @dataclass
@@ -1427,7 +1441,7 @@ def finish_attack(a: AttackRun, v: Variant) -> dict:
     else:
         st = r["statuses"]
         out = {"requests": r["requests"], "rps": r["requests"] / r["duration_s"] if r["duration_s"] else 0.0,
-               "statuses": st, "errors": r["errors"]}
+               "statuses": st, "errors": r["errors"], "connections": r.get("connections")}
         if set(st) - {"401", "429"}:
             problems.append(f"statuses other than 401/429: {st}")
         if not st.get("401"):
