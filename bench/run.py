@@ -19,9 +19,9 @@ Method
   removed at exit), compared round by round with their shared-data twin. Each
   checks, through etcd's gateway and counters, that it really used etcd.
 - attack-* variants (issue 17): guard-hit's load beside a flood of random client
-  credentials (a second wrk, wrk/flood.lua) at /token (attack-cc) or at a filterless
-  direct_response 401 (attack-control, the floor attack-cc is compared with round by
-  round); the real client's /token beside wrong secrets for it from 127.0.0.2
+  credentials (a second wrk, wrk/flood.lua) at /token (attack-cc) or at a
+  direct_response 401 with no auth filter (attack-control, the floor attack-cc is
+  compared with round by round); the real client's /token beside wrong secrets for it from 127.0.0.2
   (attack-lockout, lockout_attacker.py). The attack shares core 1 with wrk.
 
 Environment: BENCH_SECONDS (5), BENCH_WARMUP (1), BENCH_ROUNDS (4),
@@ -842,7 +842,7 @@ def make_variants(m: Material) -> list[Variant]:
                      prepare=etcd_refresh_prepare, checks=rf_checks, post_check=etcd_check("token-refresh")))
 
     # attack-*: issue 17's "Measured". attack-cc and attack-control run the same Envoy (the
-    # guard on the measured listener, the token filter on `issuer`, a filterless `floor`
+    # guard on the measured listener, the token filter on `issuer`, a `floor` (no auth filter)
     # listener that answers 401 itself) and the same guard-hit load; beside it a second wrk
     # (flood.lua, FLOOD_CONNECTIONS connections) sends POST /token with made-up client
     # credentials as fast as it can: attack-cc to the token filter, attack-control to the
