@@ -21,8 +21,9 @@ Method
 - attack-* variants (issue 17): guard-hit's load beside a flood of random client
   credentials (a second wrk, wrk/flood.lua) at /token (attack-cc) or at a
   direct_response 401 with no auth filter (attack-control, the floor attack-cc is
-  compared with round by round); the real client's /token beside wrong secrets for it from 127.0.0.2
-  (attack-lockout, lockout_attacker.py). The attack shares core 1 with wrk.
+  compared with round by round); the real client's /token beside wrong secrets for
+  it from 127.0.0.2 (attack-lockout, lockout_attacker.py). The attack shares core 1
+  with wrk.
 
 Environment: BENCH_SECONDS (5), BENCH_WARMUP (1), BENCH_ROUNDS (4),
 BENCH_CONNECTIONS (16), BENCH_VARIANTS (comma list; default all),
