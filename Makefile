@@ -59,7 +59,7 @@ test: setup build
 	cargo clippy --release --lib --target $(WASM_TARGET) -- -D warnings
 	cargo test --release
 
-# Side-by-side benchmark (bench/run.py; about 14 minutes on 2 cores, etcd variants included). Quick smoke run:
+# Side-by-side benchmark (bench/run.py; about 16 minutes on 2 cores, etcd and attack variants included). Quick smoke run:
 # BENCH_SECONDS=1 BENCH_ROUNDS=1 make bench
 bench: setup build
 	cargo build --release --target $(WASM_TARGET) --manifest-path bench/noop-filter/Cargo.toml

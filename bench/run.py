@@ -18,12 +18,18 @@ Method
   etcd cluster this script starts (pinned to core 1 with wrk; data in a temp dir
   removed at exit), compared round by round with their shared-data twin. Each
   checks, through etcd's gateway and counters, that it really used etcd.
+- attack-* variants (issue 17): guard-hit's load beside a flood of random client
+  credentials (a second wrk, wrk/flood.lua) at /token (attack-cc) or at a
+  direct_response 401 with no auth filter (attack-control, the floor attack-cc is
+  compared with round by round); the real client's /token beside wrong secrets for
+  it from 127.0.0.2 (attack-lockout, lockout_attacker.py). The attack shares core 1
+  with wrk.
 
 Environment: BENCH_SECONDS (5), BENCH_WARMUP (1), BENCH_ROUNDS (4),
 BENCH_CONNECTIONS (16), BENCH_VARIANTS (comma list; default all),
 BENCH_OUT (bench/results; latest.json, latest.svg, latest.md),
 ENVOY_BIN (.venv/bin/envoy), ETCD_BIN (etcd), BENCH_SKIP_PEER=1 (no oidc-provider),
-BENCH_BASELINE_WASM (a .wasm of another commit: every selected guard/token
+BENCH_BASELINE_WASM (a .wasm of another commit: every selected guard/token/attack
 variant also runs with it, as `<variant>@base`, interleaved: an A/B in one run).
 
 Python 3.11 standard library only. It installs `wrk` with apt-get and the peer
@@ -64,6 +70,8 @@ TEMPLATES = BENCH / "templates"
 RUN_DIR = BENCH / ".run"
 PEER_DIR = BENCH / "peer"
 WRK_SCRIPT = BENCH / "wrk" / "bench.lua"
+FLOOD_SCRIPT = BENCH / "wrk" / "flood.lua"
+LOCKOUT_ATTACKER = BENCH / "lockout_attacker.py"
 MAIN_WASM = ROOT / "target/wasm32-wasip1/release/envoy_oauth2.wasm"
 NOOP_WASM = BENCH / "noop-filter/target/wasm32-wasip1/release/bench_noop_filter.wasm"
 
@@ -106,6 +114,13 @@ def boost(p: subprocess.Popen) -> None:
         except OSError:
             pass
 HASH_ITERATIONS = 10000
+# attack-* variants (issue 17): the flood of random client credentials (a second wrk,
+# flood.lua) and the lockout attacker (lockout_attacker.py, bound to its own loopback
+# address) run on core 1 with the measured wrk: on 2 cores there is no other place for them
+# that would not take Envoy's CPU.
+FLOOD_CONNECTIONS = 8
+LOCKOUT_SOURCE, LOCKOUT_CONNECTIONS = "127.0.0.2", 4
+EDGE = "use_remote_address: true"   # the HCM option that makes the peer the client address
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Demo credentials of the bench (plain values only here; Envoy gets PBKDF2 hashes).
@@ -345,8 +360,10 @@ class Resp:
 
 
 def req(port: int, method: str, path: str, headers: dict | None = None,
-         body: str | None = None) -> Resp:
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+         body: str | None = None, source: str | None = None) -> Resp:
+    """`source`: the local address to connect from (attack-lockout: 127.0.0.2)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10,
+                                   source_address=(source, 0) if source else None)
     try:
         c.request(method, path, body=body, headers=headers or {})
         r = c.getresponse()
@@ -362,11 +379,12 @@ def basic(cid: str, secret: str) -> str:
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
-def post_token(port: int, body: str, cid: str = CLIENT_ID, secret: str | None = CLIENT_SECRET) -> Resp:
+def post_token(port: int, body: str, cid: str = CLIENT_ID, secret: str | None = CLIENT_SECRET,
+               source: str | None = None) -> Resp:
     h = dict(FORM)
     if secret is not None:
         h["Authorization"] = basic(cid, secret)
-    return req(port, "POST", "/token", h, body)
+    return req(port, "POST", "/token", h, body, source)
 
 
 def token_field(r: Resp, name: str) -> str:
@@ -407,7 +425,11 @@ class Variant:
     peer: bool = False
     experiment: bool = False                        # only when named in BENCH_VARIANTS
     etcd: bool = False                              # store backend etcd (the bench's cluster)
-    vs: str | None = None                           # etcd-*: the shared-data variant it is compared to
+    vs: str | None = None                           # the twin it is compared to, round by round
+                                                    # (etcd-*: its shared-data variant; attack-cc: attack-control)
+    hcm: str = ""                                   # HCM_OPTIONS of the bench listener
+    attack: str | None = None                       # "cc", "control", "lockout": runs beside the measured wrk
+    tolerate: bool = False                          # other statuses are counted (success rate), not a failure
 
 
 class Material:
@@ -821,6 +843,108 @@ def make_variants(m: Material) -> list[Variant]:
                      filters=lambda: m.token_filter(etcd=True), headers=auth, refresh=True,
                      prepare=etcd_refresh_prepare, checks=rf_checks, post_check=etcd_check("token-refresh")))
 
+    # attack-*: issue 17's "Measured". attack-cc and attack-control run the same Envoy (the
+    # guard on the measured listener, the token filter on `issuer`, a `floor` (no auth filter)
+    # listener that answers 401 itself) and the same guard-hit load; beside it a second wrk
+    # (flood.lua, FLOOD_CONNECTIONS connections) sends POST /token with made-up client
+    # credentials as fast as it can: attack-cc to the token filter, attack-control to the
+    # floor. attack-lockout: the real client's client_credentials (wrk, from 127.0.0.1) while
+    # lockout_attacker.py sends wrong secrets for the same PBKDF2 client from 127.0.0.2.
+    attack_extra = lambda: m.issuer_listener() + template("attack_floor.yaml")
+
+    def attack_checks(target: str):
+        def checks(t: Target):
+            probe = post_token(t.ctx[target], "grant_type=client_credentials",
+                               "atk-" + secrets.token_hex(8), secrets.token_urlsafe(32))
+            return gchecks(t) + [(f"random client credentials to `{target}` -> 401", probe, 401)]
+        return checks
+
+    def attack_flood_check(kind: str):
+        """Over the measured run: the guard load hit its cache only; the flood's listener
+        rejected requests (the flood was running); attack-cc: they reached the token filter
+        (invalid_client) and cost no slow hash; attack-control: the token filter saw none."""
+        target = "issuer" if kind == "cc" else "floor"
+        name = f"attack-{kind}"
+
+        def check(t: Target, measured: int, before: dict[str, int]) -> str | None:
+            notes = [guard_cache_check("hit")(t, measured, before)]
+            after = attack_stats(t)
+            d = lambda k: (stat_sum(after, k) or 0) - (stat_sum(before, k) or 0)
+            if stat_sum(after, "oauth2.authn.slow_hashes") is None:
+                raise BenchError(f"{name}: no oauth2.authn.slow_hashes in Envoy's stats (the PBKDF2 check of "
+                                 "the run's token issuance should have defined it)")
+            slow, rejected, invalid = (d("oauth2.authn.slow_hashes"), d(f"http.{target}.downstream_rq_4xx"),
+                                       d("oauth2.token.error.invalid_client"))
+            conns = d(f"http.{target}.downstream_cx_total")
+            if slow:
+                raise BenchError(f"{name}: {slow} slow hashes ran over the measured run: a random client id "
+                                 "must fail at a table lookup")
+            if rejected <= 0:
+                raise BenchError(f"{name}: the `{target}` listener rejected nothing over the measured run: "
+                                 "the flood was not running")
+            if conns > FLOOD_CONNECTIONS:
+                # A listener that closes its connections (e.g. answering before the body arrived)
+                # would make the flood a connection flood, costlier than what it stands for.
+                raise BenchError(f"{name}: the flood opened {conns} connections to `{target}` over the measured "
+                                 f"run (it keeps {FLOOD_CONNECTIONS}): the listener closes them")
+            if kind == "cc" and invalid <= 0:
+                raise BenchError(f"{name}: the token filter counted no invalid_client over the measured run")
+            if kind == "control" and invalid:
+                raise BenchError(f"{name}: the token filter counted {invalid} invalid_client: the flood "
+                                 "was meant for the floor listener only")
+            a = t.ctx["attack"]
+            notes.append(f"flood: {a['requests']} requests at {a['rps']:.0f}/s, all 401; over the measured "
+                         f"run `{target}` rejected {rejected} on {conns} new connections, token filter "
+                         f"invalid_client {invalid}, slow hashes {slow}")
+            return "; ".join(notes)
+        return check
+
+    def lockout_checks(t: Target):
+        ok = [post_token(t.port, "grant_type=client_credentials") for _ in range(3)]
+        return [
+            *[("the real client (127.0.0.1) under attack -> 200", r, 200) for r in ok],
+            ("no client authentication -> 401", post_token(t.port, "grant_type=client_credentials", secret=None), 401),
+            (f"a wrong secret from {LOCKOUT_SOURCE}, throttled by now -> 429",
+             post_token(t.port, "grant_type=client_credentials", secret="wrong", source=LOCKOUT_SOURCE), 429),
+        ]
+
+    def lockout_check(t: Target, measured: int, before: dict[str, int]) -> str | None:
+        after = attack_stats(t)
+        d = lambda k: (stat_sum(after, k) or 0) - (stat_sum(before, k) or 0)
+        throttled, slow = d("oauth2.throttled"), d("oauth2.authn.slow_hashes")
+        if throttled <= 0:
+            raise BenchError("attack-lockout: Envoy throttled nothing over the measured run: the attacker "
+                             "was not being refused")
+        a = t.ctx["attack"]
+        # A fresh Envoy: every slow hash it ran is one of the attacker's checked secrets (401) or
+        # the real client's first check (the checks' first request, made once the attacker's
+        # address was throttled: per-address throttling let it through).
+        total, checked = stat_sum(after, "oauth2.authn.slow_hashes") or 0, a["statuses"].get("401", 0)
+        if total < checked + 1:
+            raise BenchError(f"attack-lockout: Envoy ran {total} slow hashes in all, for {checked} wrong secrets "
+                             "checked (401) and the real client's first check: is the client's secret PBKDF2?")
+        st = ", ".join(f"{k}: {v}" for k, v in sorted(a["statuses"].items()))
+        return (f"attacker from {LOCKOUT_SOURCE}: {a['requests']} requests at {a['rps']:.0f}/s ({st}) on "
+                f"{a['connections']} connections; over "
+                f"the measured run Envoy throttled {throttled}, ran {slow} slow hashes ({total} in all)")
+
+    if not m.client_hash.startswith("$pbkdf2-sha256$"):
+        raise BenchError("attack-lockout needs a PBKDF2 (human-chosen) client secret")
+    V.append(Variant("attack-cc", "attack", "guard-hit load while 8 connections flood POST /token with "
+                     "random client ids and secrets (the token filter answers 401)", 200, vs="attack-control",
+                     attack="cc", filters=lambda: m.guard_filter(None), extra=attack_extra, headers=bearer,
+                     prepare=guard_prepare, checks=attack_checks("issuer"), post_check=attack_flood_check("cc")))
+    V.append(Variant("attack-control", "attack", "guard-hit load while the same flood hits a route Envoy "
+                     "answers 401 by itself (no filter): the floor", 200, attack="control",
+                     filters=lambda: m.guard_filter(None), extra=attack_extra, headers=bearer,
+                     prepare=guard_prepare, checks=attack_checks("floor"),
+                     post_check=attack_flood_check("control")))
+    V.append(Variant("attack-lockout", "attack", f"the real client's POST /token client_credentials from "
+                     f"127.0.0.1 while wrong secrets for it come from {LOCKOUT_SOURCE}", 200, attack="lockout",
+                     tolerate=True, method="POST", path="/token", hcm=EDGE, filters=m.token_filter,
+                     headers=auth, body=lambda t: "grant_type=client_credentials", checks=lockout_checks,
+                     post_check=lockout_check))
+
     def peer_checks(t: Target):
         ok = post_token(t.port, "grant_type=client_credentials&scope=default", PEER_CLIENT_ID, PEER_CLIENT_SECRET)
         tok = token_field(ok, "access_token")
@@ -839,7 +963,7 @@ def make_variants(m: Material) -> list[Variant]:
                      body=lambda t: "grant_type=client_credentials&scope=default", checks=peer_checks))
     if BASELINE_WASM:
         V += [dataclasses.replace(v, name=v.name + "@base", vs=v.vs and v.vs + "@base")
-              for v in V if v.group in ("guard", "token")]
+              for v in V if v.group in ("guard", "token", "attack")]
     return V
 
 
@@ -879,6 +1003,7 @@ def start_envoy(v: Variant, tag: str) -> tuple[subprocess.Popen, Target]:
         MAT[0].etcd_prefix = f"/bench/{tag}/" if v.etcd else ""
     cfg = fill_all(template("envoy.yaml"),
                    HTTP_FILTERS=v.filters() if v.filters else "",
+                   HCM_OPTIONS=v.hcm,
                    EXTRA_LISTENERS=v.extra() if v.extra else "",
                    CLUSTERS=ETCD[0].envoy_cluster() if v.etcd else "")
     cfg_path = RUN_DIR / f"{tag}.yaml"
@@ -907,8 +1032,9 @@ def start_envoy(v: Variant, tag: str) -> tuple[subprocess.Popen, Target]:
 
     ports = wait_until(listeners, 60, f"Envoy ({v.name})", p, logfile)
     t = Target(ports["bench"], admin)
-    if "issuer" in ports:
-        t.ctx["issuer"] = ports["issuer"]
+    for name, port in ports.items():     # issuer (guard variants), floor (attack-cc/-control)
+        if name != "bench":
+            t.ctx[name] = port
     if v.etcd:
         t.ctx["etcd_prefix"] = MAT[0].etcd_prefix
         # Envoy can be ready before its health checks found the members: until then a
@@ -1207,13 +1333,13 @@ def verify_statuses(v: Variant, res: dict, phase: str) -> None:
     problems = []
     if res["requests"] == 0:
         problems.append("no request completed")
-    if res["bad"]:
+    if res["bad"] and not v.tolerate:
         problems.append(f"{res['bad']} responses were not {v.expect} (saw: {res['bad_statuses'].strip()})")
     for k in ("connect", "read", "write", "timeout"):
         if e[k]:
             problems.append(f"{e[k]} socket {k} errors")
     # wrk's own non-2xx/3xx count must agree with the expected status class.
-    want_non2xx = res["requests"] if v.expect >= 400 else 0
+    want_non2xx = res["requests"] if v.expect >= 400 else (res["bad"] if v.tolerate else 0)
     if e["status"] != want_non2xx:
         problems.append(f"wrk counted {e['status']} non-2xx/3xx responses, expected {want_non2xx}")
     if problems:
@@ -1247,14 +1373,106 @@ def etcd_delta(a: dict, b: dict) -> dict:
             "fsyncs": int(e["fsync_n"])}
 
 
+# ---------------------------------------------------------------------------------
+# Attacks (attack-* variants): a load beside the measured wrk, on the same core 1
+# ---------------------------------------------------------------------------------
+
+def attack_stats(t: Target) -> dict[str, int]:
+    """The filters' counters and the listeners' 4xx, after the filters' counter tick."""
+    time.sleep(0.5)
+    return envoy_stats(t, r"oauth2\.|^http\.(bench|issuer|floor)\.downstream_(rq_4xx|cx_total)$")
+
+
+@dataclass
+class AttackRun:
+    kind: str
+    proc: subprocess.Popen
+    logfile: Path
+    cpu0: int = 0
+
+
+def start_attack(v: Variant, t: Target, tag: str) -> AttackRun:
+    """attack-cc / attack-control: a second wrk (flood.lua) at the token filter's listener or
+    the floor listener; attack-lockout: lockout_attacker.py from LOCKOUT_SOURCE at the measured
+    listener. Runs until finish_attack (SIGINT); returns once the attack shows in Envoy's stats."""
+    logfile = RUN_DIR / f"{tag}.attack.log"
+    if v.attack in ("cc", "control"):
+        target = "issuer" if v.attack == "cc" else "floor"
+        args = ["wrk", "-t1", f"-c{FLOOD_CONNECTIONS}", "-d3600s", "--timeout", "5s", "-s", str(FLOOD_SCRIPT),
+                f"http://127.0.0.1:{t.ctx[target]}/token", "--", "401"]
+        shows = lambda s: (stat_sum(s, f"http.{target}.downstream_rq_4xx") or 0) > 0
+    else:
+        args = [sys.executable, str(LOCKOUT_ATTACKER), "127.0.0.1", str(t.port), LOCKOUT_SOURCE, CLIENT_ID,
+                str(LOCKOUT_CONNECTIONS)]
+        # Its address already throttled: the real client's first (PBKDF2) check runs after that.
+        shows = lambda s: (stat_sum(s, "oauth2.throttled") or 0) > 0
+    a = AttackRun(v.attack, spawn(pinned(LOAD_CORE, args), logfile), logfile)
+    wait_until(lambda: shows(envoy_stats(t, r"oauth2\.throttled|^http\.(issuer|floor)\.downstream_rq_4xx$")),
+               20, f"{v.name}: the attack ({' '.join(args[:2])}) showing in Envoy's stats", a.proc, logfile)
+    return a
+
+
+def finish_attack(a: AttackRun, v: Variant) -> dict:
+    """Stops the attack (SIGINT: wrk and the attacker print their counts), and fails loudly
+    unless it did what it claims: the flood got 401 only, with no socket error; the lockout
+    attacker got 401 (its secrets checked) and then mostly 429 (its address throttled), never
+    a token."""
+    if a.proc.poll() is not None:
+        raise BenchError(f"{v.name}: the attack exited early ({a.proc.returncode}):\n{tail(a.logfile)}")
+    a.proc.send_signal(signal.SIGINT)
+    try:
+        a.proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        stop(a.proc)
+        raise BenchError(f"{v.name}: the attack did not stop on SIGINT:\n{tail(a.logfile)}")
+    text = a.logfile.read_text(errors="replace")
+    m = re.search(r"^(FLOOD|ATTACK)_RESULT (\{.*\})$", text, re.M)
+    if not m:
+        raise BenchError(f"{v.name}: no result from the attack ({a.proc.returncode}):\n{tail(a.logfile)}")
+    r = json.loads(m.group(2))
+    problems = []
+    if a.kind in ("cc", "control"):
+        secs = r["duration_us"] / 1e6
+        e = r["errors"]
+        out = {"requests": r["requests"], "rps": r["requests"] / secs if secs else 0.0,
+               "statuses": {"401": r["requests"] - r["bad"]}, "errors": {k: n for k, n in e.items() if n and k != "status"}}
+        if r["bad"]:
+            problems.append(f"{r['bad']} flood responses were not 401 (saw: {r['bad_statuses'].strip()})")
+        if e["status"] != r["requests"]:
+            problems.append(f"wrk counted {e['status']} non-2xx/3xx of {r['requests']} flood responses")
+    else:
+        st = r["statuses"]
+        out = {"requests": r["requests"], "rps": r["requests"] / r["duration_s"] if r["duration_s"] else 0.0,
+               "statuses": st, "errors": r["errors"], "connections": r.get("connections")}
+        if set(st) - {"401", "429"}:
+            problems.append(f"statuses other than 401/429: {st}")
+        if not st.get("401"):
+            problems.append("no 401: none of its wrong secrets was checked")
+        if st.get("429", 0) <= st.get("401", 0):
+            problems.append(f"its address was not throttled: {st.get('429', 0)} x 429 for {st.get('401', 0)} x 401")
+    if r["requests"] == 0:
+        problems.append("no request completed")
+    if out["errors"]:
+        problems.append(f"socket errors {out['errors']}")
+    if problems:
+        raise BenchError(f"{v.name}: the attack " + "; ".join(problems))
+    return out
+
+
 def measure(v: Variant, rnd: int) -> dict:
     tag = f"{v.name}-r{rnd}"
     if v.etcd:
         ETCD[0].alive()
     proc, t = start_peer(tag) if v.peer else start_envoy(v, tag)
     t.ctx["variant"] = v.name
+    attack = None
     try:
         v.prepare(t)
+        if v.attack:
+            # The attack runs from before the checks to the end of the measured run: wait for
+            # idle cores now, not between warm-up and measured run.
+            wait_quiet()
+            attack = start_attack(v, t, tag)
         checks = v.checks(t)
         for desc, resp, want in checks:
             if resp.status != want:
@@ -1262,15 +1480,21 @@ def measure(v: Variant, rnd: int) -> dict:
         seeds = t.ctx.get("seeds")
         warm = wrk(v, t, WARMUP, tag + "-warmup", seeds[:SEEDS] if seeds else None)
         verify_statuses(v, warm, "warm-up")
-        before = guard_stats(t) if v.post_check else {}
-        wait_quiet()
+        before = (attack_stats(t) if v.attack else guard_stats(t)) if v.post_check else {}
+        if not attack:
+            wait_quiet()
         e0 = etcd_snapshot(t) if v.etcd else None
         k0 = ETCD[0].cpu_ticks() if ETCD else 0
+        a0 = proc_cpu_ticks(attack.proc.pid) if attack else 0
         c0, b0 = proc_cpu_ticks(proc.pid), cores_busy()
         res = wrk(v, t, SECONDS, tag, seeds[SEEDS:] if seeds else None)
         c1, b1 = proc_cpu_ticks(proc.pid), cores_busy()
+        a1 = proc_cpu_ticks(attack.proc.pid) if attack else 0
         k1 = ETCD[0].cpu_ticks() if ETCD else 0
         e1 = etcd_snapshot(t) if v.etcd else None
+        if attack:
+            t.ctx["attack"] = finish_attack(attack, v)
+            attack = None
         verify_statuses(v, res, "measured")
         if v.etcd:
             t.ctx["etcd"] = etcd_delta(e0, e1)
@@ -1278,10 +1502,13 @@ def measure(v: Variant, rnd: int) -> dict:
         if proc.poll() is not None:
             raise BenchError(f"{v.name}: server exited during the run")
     finally:
+        if attack:
+            stop(attack.proc)
         stop(proc)
     secs = res["duration_us"] / 1e6
     server_s = (c1 - c0) / CLK_TCK
     etcd_s = (k1 - k0) / CLK_TCK     # the etcd members (idle unless the variant is etcd-*)
+    attack_s = (a1 - a0) / CLK_TCK   # the attack's load generator (attack-* only; core 1)
     busy = {k: (b1[k][0] - b0[k][0]) / max(1, b1[k][1] - b0[k][1]) for k in b1 if k in b0}
     all_busy_s = (b1["cpu"][0] - b0["cpu"][0]) / CLK_TCK
     run = {
@@ -1291,12 +1518,19 @@ def measure(v: Variant, rnd: int) -> dict:
         "server_cpu_pct": 100 * server_s / secs,
         "wrk_cpu_pct": 100 * res["wrk_cpu_s"] / secs,
         "core_busy_pct": {k: round(100 * b, 1) for k, b in busy.items() if k != "cpu"},
-        "other_cpu_pct": max(0.0, 100 * (all_busy_s - server_s - res["wrk_cpu_s"] - etcd_s) / secs),
+        "other_cpu_pct": max(0.0, 100 * (all_busy_s - server_s - res["wrk_cpu_s"] - etcd_s - attack_s) / secs),
         "bad": res["bad"], "errors": res["errors"],
         "checks": [f"{d}: {r.status}" for d, r, _ in checks],
     }
     if ETCD:
         run["etcd_cpu_pct"] = 100 * etcd_s / secs
+    if v.attack:
+        run["attack"] = {**t.ctx["attack"], "cpu_pct": 100 * attack_s / secs}
+    if v.tolerate:
+        # attack-lockout: the real client's share of answered requests that got their token.
+        run["ok"] = res["requests"] - res["bad"]
+        run["success_pct"] = 100 * run["ok"] / res["requests"]
+        run["other_statuses"] = res["bad_statuses"].strip()
     if v.etcd:
         d, n = t.ctx["etcd"], res["requests"]
         run["etcd"] = {
@@ -1325,6 +1559,7 @@ def med(xs):
 def summarize(variants: list[Variant], runs: list[dict]) -> dict:
     by = {v.name: [r for r in runs if r["variant"] == v.name] for v in variants}
     rps_of = {(r["variant"], r["round"]): r["rps"] for r in runs}
+    p99_of = {(r["variant"], r["round"]): r["latency_us"]["p99"] for r in runs}
     base = {r["round"]: r["rps"] for r in by.get("none", [])}
     base_cpu = {r["round"]: r["server_cpu_us_per_req"] for r in by.get("none", [])}
     out = {}
@@ -1349,10 +1584,28 @@ def summarize(variants: list[Variant], runs: list[dict]) -> dict:
             "other_cpu_pct": med([r["other_cpu_pct"] for r in rs]),
         }
         if v.vs:
-            # etcd-*: the ratio to its shared-data variant, round by round like `x none`.
+            # The ratio to its twin (etcd-*: its shared-data variant; attack-cc: attack-control),
+            # round by round like `x none`; p99 likewise.
             vs = [r["rps"] / rps_of[(v.vs, r["round"])] for r in rs if (v.vs, r["round"]) in rps_of]
-            out[v.name].update({"store": "etcd", "vs": v.vs, "vs_ratio": med(vs),
-                                "vs_ratio_runs": [round(x, 3) for x in vs]})
+            p99 = [r["latency_us"]["p99"] / p99_of[(v.vs, r["round"])] for r in rs
+                   if p99_of.get((v.vs, r["round"]))]
+            out[v.name].update({"vs": v.vs, "vs_ratio": med(vs), "vs_ratio_runs": [round(x, 3) for x in vs],
+                                "p99_vs_ratio": med(p99), "p99_vs_ratio_runs": [round(x, 3) for x in p99]})
+            if v.etcd:
+                out[v.name]["store"] = "etcd"
+        if v.attack:
+            a = [r["attack"] for r in rs]
+            st: dict[str, int] = {}
+            for x in a:
+                for k, n in x["statuses"].items():
+                    st[k] = st.get(k, 0) + n
+            out[v.name]["attack"] = {"kind": v.attack, "rps": med([x["rps"] for x in a]), "statuses": st,
+                                     "cpu_pct": med([x["cpu_pct"] for x in a])}
+        if v.tolerate:
+            n, ok = sum(r["requests"] for r in rs), sum(r["ok"] for r in rs)
+            out[v.name].update({"success_pct": 100 * ok / n, "success_runs": [round(r["success_pct"], 3) for r in rs],
+                                "requests_total": n, "other_statuses": " ".join(sorted(
+                                    {s for r in rs for s in r["other_statuses"].split()}))})
         if v.etcd:
             e = [r["etcd"] for r in rs]
             out[v.name]["etcd"] = {k: med([x[k] for x in e if x[k] is not None]) for k in e[0]}
@@ -1409,6 +1662,43 @@ def targets(s: dict) -> list[dict]:
           f"p99 {x['p99_ms']:.2f} ms, p50 {x['p50_ms']:.2f} ms at {x['rps']:.0f} req/s")
     vs("etcd-token-cc", 0.2, "etcd /token client_credentials >= 0.2x token-cc")
     vs("etcd-token-refresh", 0.2, "etcd /token refresh_token >= 0.2x token-refresh")
+
+    # Issue 17: a flood of random client credentials costs the guarded traffic about what the
+    # cheapest rejection costs; a lockout attempt does not lock out the real client.
+    if "attack-cc" in s:
+        x = s["attack-cc"]
+        if "attack-control" in s:
+            c = s["attack-control"]
+            t("guarded req/s under attack-cc >= 0.8x attack-control", x["vs_ratio"] >= 0.8,
+              f"{x['vs_ratio']:.2f}x ({x['rps']:.0f} vs {c['rps']:.0f} req/s)")
+            t("guard p99 under attack-cc <= 2x attack-control", x["p99_vs_ratio"] <= 2,
+              f"{x['p99_vs_ratio']:.2f}x ({x['p99_ms']:.2f} vs {c['p99_ms']:.2f} ms)")
+        else:
+            t("guarded req/s under attack-cc >= 0.8x attack-control", None, "attack-control not measured")
+    if "attack-lockout" in s:
+        x = s["attack-lockout"]
+        t("attack-lockout: the real client succeeds >= 99%", x["success_pct"] >= 99,
+          f"{x['success_pct']:.2f}% of {x['requests_total']} requests"
+          + (f" (others: {x['other_statuses']})" if x["other_statuses"] else ""))
+    return out
+
+
+def attack_lines(s: dict) -> list[str]:
+    """The attack-* variants: the guarded (or real client's) traffic, and the attack beside it."""
+    names = [n for n in s if "attack" in s[n]]
+    if not names:
+        return []
+    out = [f"attack-* (medians; the attack's load generator shares core 1 with wrk):"]
+    for n in names:
+        x, a = s[n], s[n]["attack"]
+        st = ", ".join(f"{k}: {v}" for k, v in sorted(a["statuses"].items()))
+        who = {"cc": f"flood of POST /token, random client credentials, {FLOOD_CONNECTIONS} connections",
+               "control": f"the same flood at a direct_response 401, {FLOOD_CONNECTIONS} connections",
+               "lockout": f"wrong secrets for {CLIENT_ID} from {LOCKOUT_SOURCE}, {LOCKOUT_CONNECTIONS} connections"}
+        out.append(f"  {n:<15} {x['rps']:>7.0f} req/s  p50 {x['p50_ms']:.2f} ms  p99 {x['p99_ms']:.2f} ms"
+                   + (f"  success {x['success_pct']:.2f}%" if "success_pct" in x else ""))
+        out.append(f"      attack: {who.get(a['kind'], a['kind'])}: {a['rps']:.0f} req/s ({st}; all rounds), "
+                   f"CPU {a['cpu_pct']:.0f}% of core 1")
     return out
 
 
@@ -1462,7 +1752,7 @@ def etcd_breakdown(s: dict) -> list[str]:
 
 
 def table(s: dict) -> str:
-    hdr = ["variant", "status", "req/s", "x none", "x shared", "rounds x none", "p50 ms", "p99 ms",
+    hdr = ["variant", "status", "req/s", "x none", "x twin", "rounds x none", "p50 ms", "p99 ms",
            "CPU us/req", "x none (CPU)", "srv CPU%", "wrk CPU%"]
     rows = []
     for n, x in s.items():
@@ -1480,7 +1770,7 @@ def table(s: dict) -> str:
 def markdown(s: dict, tg: list[dict], meta: dict) -> str:
     lines = [f"Latest `make bench` ({meta['date']}, commit {meta['commit']}, {meta['rounds']} rounds x "
              f"{meta['seconds']:.0f} s, wrk -t1 -c{meta['connections']}; Envoy --concurrency 1 on core 0, wrk on core 1)",
-             "", "| variant | status | req/s | × none | × shared data | p50 ms | p99 ms | Envoy CPU µs/req | × none (CPU) |",
+             "", "| variant | status | req/s | × none | × twin | p50 ms | p99 ms | Envoy CPU µs/req | × none (CPU) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for n, x in s.items():
         vs = f"{x['vs_ratio']:.2f} (`{x['vs']}`)" if "vs_ratio" in x else ""
@@ -1495,11 +1785,14 @@ def markdown(s: dict, tg: list[dict], meta: dict) -> str:
     eb = etcd_breakdown(s)
     if eb:
         lines += ["", f"etcd: {meta.get('etcd')}, sharing core 1 with wrk.", "", "```", *eb, "```"]
+    ab = attack_lines(s)
+    if ab:
+        lines += ["", "```", *ab, "```"]
     lines += ["", "![bench chart](latest.svg)", ""]
     return "\n".join(lines)
 
 
-COLORS = {"lua": "#8c564b", "baseline": "#7f7f7f", "wasm": "#b0b0b0", "jwt": "#4c78a8", "guard": "#2ca02c",
+COLORS = {"attack": "#e377c2", "lua": "#8c564b", "baseline": "#7f7f7f", "wasm": "#b0b0b0", "jwt": "#4c78a8", "guard": "#2ca02c",
           "token": "#f58518", "peer": "#9467bd", "etcd": "#17becf"}
 
 
@@ -1514,7 +1807,7 @@ def svg(s: dict, tg: list[dict], meta: dict) -> str:
     pw1, lab1, gap, pw2, lab2 = 380, 120, 40, 200, 50
     width = left + pw1 + lab1 + gap + pw2 + lab2
     bottom = top + row_h * len(names)
-    bd = breakdown(s) + etcd_breakdown(s)
+    bd = breakdown(s) + etcd_breakdown(s) + attack_lines(s)
     height = bottom + 46 + 16 * (len(tg) + 1) + (14 * len(bd) + 12 if bd else 0)
     max_ratio = max(1.05, max(max(x["ratio_runs"] or [0]) for x in s.values()) * 1.03)
     max_cpu = max(x["cpu_us"] for x in s.values()) * 1.05 or 1.0
@@ -1609,7 +1902,7 @@ def main() -> int:
         wanted = set(only) | {v.vs for v in variants if v.name in only and v.vs}
         added = sorted(wanted - set(only))
         if added:
-            log(f"BENCH_VARIANTS: adding {', '.join(added)} (compared with the etcd-* variants)")
+            log(f"BENCH_VARIANTS: adding {', '.join(added)} (the twins the named variants are compared with)")
         variants = [v for v in variants if v.name.removesuffix("@base") in wanted or v.name == "none"]
     else:
         variants = [v for v in variants if not v.experiment]
@@ -1637,6 +1930,10 @@ def main() -> int:
             runs.append(r)
             warn = f"  [other processes used {r['other_cpu_pct']:.0f}% of a core]" if r["other_cpu_pct"] > 10 else ""
             ec = f"  etcd {r['etcd']['cpu_us_per_req']:.0f} us/req" if "etcd" in r else ""
+            if "attack" in r:
+                ec += f"  attack {r['attack']['rps']:.0f} req/s"
+            if "success_pct" in r:
+                ec += f"  success {r['success_pct']:.2f}%"
             log(f"  round {rnd}  {v.name:<18} {r['rps']:>8.0f} req/s  p50 {r['latency_us']['p50'] / 1e3:5.2f} ms"
                 f"  p99 {r['latency_us']['p99'] / 1e3:6.2f} ms  {r['server_cpu_us_per_req']:6.1f} us/req{ec}{warn}")
     s = summarize(variants, runs)
@@ -1672,6 +1969,11 @@ def main() -> int:
         log(line)
     if eb:
         log("")
+    ab = attack_lines(s)
+    for line in ab:
+        log(line)
+    if ab:
+        log("")
     if first:
         log(f"Client secrets are PBKDF2-SHA256 ({HASH_ITERATIONS} iterations, `hash-secret --iterations "
             f"{HASH_ITERATIONS}`). The per-worker credential cache makes that a one-time cost: the first "
@@ -1688,7 +1990,7 @@ def main() -> int:
             f"of a core; interleaved rounds spread that over every variant, but ratios are noisier.")
     meta["elapsed_s"] = round(time.monotonic() - t_start, 1)
     meta["quiet_wait_s"] = round(QUIET["waited_s"], 1)
-    doc = {"meta": meta, "summary": s, "targets": tg, "breakdown": bd, "etcd": eb, "runs": runs}
+    doc = {"meta": meta, "summary": s, "targets": tg, "breakdown": bd, "etcd": eb, "attack": ab, "runs": runs}
     (OUT_DIR / "latest.json").write_text(json.dumps(doc, indent=1) + "\n")
     (OUT_DIR / "latest.svg").write_text(svg(s, tg, meta))
     (OUT_DIR / "latest.md").write_text(markdown(s, tg, meta))
