@@ -6,6 +6,7 @@
 //! above it.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod audit;
 pub mod host;
 pub mod oauth;
 pub mod token;

@@ -2,6 +2,7 @@
 //! `/introspect`, the RFC 8414 metadata and `/authorize` with its pages.
 //! Pure functions of a request and the host traits; the glue only moves bytes.
 
+pub mod audit;
 pub mod authorize;
 pub mod common;
 pub mod introspect;

@@ -79,8 +79,9 @@ impl ClientSweep {
             Driven::Waiting => current,
             Driven::Done(Ok(Some(n))) => {
                 log::warn!(
-                    "revoked_clients: revoked {n} grants of {}",
-                    self.listed.join(", ")
+                    "revoked_clients: revoked {n} grants of {} (audit event={})",
+                    self.listed.join(", "),
+                    crate::audit::event::GRANTS_REVOKED_BY_CONFIGURATION
                 );
                 State::Finished
             }

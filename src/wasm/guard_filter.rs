@@ -14,6 +14,7 @@ use proxy_wasm::types::Action;
 use super::host::{self, HostClock, SharedDataKv};
 use super::remote::{call_response, settings_of, Driven, EtcdClient, InFlight};
 use super::stats;
+use crate::audit::{event, AuditRecord};
 use crate::config::guard::GuardConfig;
 use crate::config::ConfigError;
 use crate::guard::bearer::{
@@ -193,6 +194,13 @@ impl GuardHttp {
                 };
                 match identity {
                     Some(id) => {
+                        host::write_audit(&AuditRecord {
+                            event: event::GUARD_ALLOWED,
+                            client_id: Some(id.client_id.clone()),
+                            user: id.user.clone(),
+                            scope: Some(id.scope.clone()),
+                            ..Default::default()
+                        });
                         set(&names.client_id, Some(id.client_id.as_bytes()));
                         set(&names.user, id.user.as_deref().map(str::as_bytes));
                         set(&names.scope, Some(id.scope.as_bytes()));
@@ -218,6 +226,9 @@ impl GuardHttp {
             }
             Verdict::Deny(reason, response) => {
                 host::bump(c.denied[reason as usize], 1);
+                let mut audit = AuditRecord::new(event::GUARD_DENIED);
+                audit.error = Some(reason.as_str());
+                host::write_audit(&audit);
                 host::send_response(response.status, &response.headers, &response.body);
                 Action::Pause
             }

@@ -223,6 +223,14 @@ pub fn plugin_configuration() -> Vec<u8> {
         .unwrap_or_default()
 }
 
+/// Writes an audit record as filter state (`wasm.oauth2.<field>`), where the
+/// access log's `%FILTER_STATE(wasm.oauth2.event:PLAIN)%` prints it.
+pub fn write_audit(record: &crate::audit::AuditRecord) {
+    for (name, value) in record.fields() {
+        let _ = hostcalls::set_property(vec![name], Some(value.as_bytes()));
+    }
+}
+
 /// The downstream connection's peer, `ip:port`.
 pub fn source_address() -> Option<String> {
     hostcalls::get_property(vec!["source", "address"])

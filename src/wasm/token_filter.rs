@@ -17,6 +17,7 @@ use crate::authn::credential_cache::CredentialCache;
 use crate::authn::env::ServiceEnv;
 use crate::authn::hash_budget::HashBudget;
 use crate::config::{ConfigError, TokenConfig, METADATA_PATH};
+use crate::endpoint::audit;
 use crate::endpoint::authorize::{handle_authorize, AuthorizeRequest, AuthorizeResult};
 use crate::endpoint::common::{
     create_shared_keys, method_not_allowed, payload_too_large, EndpointRequest, EndpointResult,
@@ -99,8 +100,9 @@ pub fn configure(bytes: &[u8]) -> Result<Rc<TokenShared>, ConfigError> {
     })?;
     if let Some(n) = swept {
         log::warn!(
-            "revoked_clients: revoked {n} grants of {}",
-            cfg.revoked_clients.join(", ")
+            "revoked_clients: revoked {n} grants of {} (audit event={})",
+            cfg.revoked_clients.join(", "),
+            crate::audit::event::GRANTS_REVOKED_BY_CONFIGURATION
         );
     }
     if created > 0 {
@@ -280,6 +282,12 @@ async fn serve(shared: Rc<TokenShared>, kv: Kv<'static>, req: OwnedRequest) -> R
     };
     record(&result);
     record_slow_hashes(&shared.hash_budget);
+    host::write_audit(&audit::record(
+        cfg,
+        &endpoint_req,
+        result.outcome,
+        &result.response,
+    ));
     result.response
 }
 
@@ -351,6 +359,7 @@ fn record(result: &EndpointResult) {
 }
 
 fn record_authorize(result: &AuthorizeResult) {
+    host::write_audit(&result.outcome.audit());
     host::count(
         &format!("{}{}", stats::AUTHORIZE, result.outcome.as_str()),
         1,

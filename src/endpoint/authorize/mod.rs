@@ -23,6 +23,7 @@ use redirect::{done, refused_page, Back};
 
 use subtle::ConstantTimeEq;
 
+use crate::audit::{event, AuditRecord};
 use crate::authn::env::ServiceEnv;
 use crate::authn::slow_check::Refused;
 use crate::authn::user::authenticate_user;
@@ -76,6 +77,26 @@ pub enum AuthorizeOutcome {
 }
 
 impl AuthorizeOutcome {
+    /// The audit record: the event only (the page's facts are not kept here).
+    pub fn audit(self) -> AuditRecord {
+        let e = match self {
+            AuthorizeOutcome::LoginPage => event::AUTHORIZE_PAGE,
+            AuthorizeOutcome::LoginFailed => event::LOGIN_FAILED,
+            AuthorizeOutcome::Throttled => event::AUTH_THROTTLED,
+            AuthorizeOutcome::CodeIssued => event::CODE_ISSUED,
+            AuthorizeOutcome::TokenIssued => event::TOKEN_ISSUED,
+            AuthorizeOutcome::Denied => event::AUTHORIZE_DENIED,
+            AuthorizeOutcome::ErrorRedirect | AuthorizeOutcome::ErrorPage => {
+                event::AUTHORIZE_REFUSED
+            }
+        };
+        let mut r = AuditRecord::new(e);
+        if self == AuthorizeOutcome::TokenIssued {
+            r.grant_type = Some("implicit");
+        }
+        r
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             AuthorizeOutcome::LoginPage => "login_page",
