@@ -15,6 +15,7 @@ use super::stats;
 use crate::authn::credential_cache::CredentialCache;
 use crate::authn::env::ServiceEnv;
 use crate::config::{ConfigError, TokenConfig, METADATA_PATH};
+use crate::endpoint::authorize::browser_binding::RequestSite;
 use crate::endpoint::authorize::{handle_authorize, AuthorizeRequest, AuthorizeResult};
 use crate::endpoint::common::{
     create_shared_keys, method_not_allowed, payload_too_large, EndpointRequest, EndpointResult,
@@ -129,9 +130,11 @@ pub struct TokenHttp {
     endpoint: Option<Endpoint>,
     content_type: Option<String>,
     authorization: Option<String>,
-    /// `/authorize` only: the browser binding cookie and the scheme.
+    /// `/authorize` only: the browser binding cookie, the scheme and where the
+    /// form's POST says it comes from.
     cookie: Option<String>,
     https: bool,
+    site: OwnedSite,
     answered: bool,
     /// Fleet mode: the store operation this request waits on.
     in_flight: Option<InFlight<Response>>,
@@ -146,6 +149,7 @@ impl TokenHttp {
             authorization: None,
             cookie: None,
             https: false,
+            site: OwnedSite::default(),
             answered: false,
             in_flight: None,
         }
@@ -167,6 +171,7 @@ impl TokenHttp {
             authorization: self.authorization.take(),
             cookie: self.cookie.take(),
             https: self.https,
+            site: std::mem::take(&mut self.site),
             body: body.to_vec(),
         };
         self.run(move |shared, kv| serve(shared, kv, req))
@@ -224,7 +229,26 @@ struct OwnedRequest {
     authorization: Option<String>,
     cookie: Option<String>,
     https: bool,
+    site: OwnedSite,
     body: Vec<u8>,
+}
+
+/// [`RequestSite`], owned across the wait for the body.
+#[derive(Default)]
+struct OwnedSite {
+    authority: Option<String>,
+    origin: Option<String>,
+    fetch_site: Option<String>,
+}
+
+impl OwnedSite {
+    fn borrow(&self) -> RequestSite<'_> {
+        RequestSite {
+            authority: self.authority.as_deref(),
+            origin: self.origin.as_deref(),
+            fetch_site: self.fetch_site.as_deref(),
+        }
+    }
 }
 
 /// One endpoint request over `kv`, with stats.
@@ -254,6 +278,7 @@ async fn serve(shared: Rc<TokenShared>, kv: Kv<'static>, req: OwnedRequest) -> R
                 body: &req.body,
                 cookie: req.cookie.as_deref(),
                 https: req.https,
+                site: req.site.borrow(),
             };
             let result = handle_authorize(cfg, &mut env, &auth_req).await;
             record_authorize(&result);
@@ -286,6 +311,8 @@ async fn serve_authorize_page(
         body: &[],
         cookie: cookie.as_deref(),
         https,
+        // Only the form's POST is checked: the GET comes from the client's site.
+        site: RequestSite::default(),
     };
     let result = handle_authorize(&shared.cfg, &mut env, &req).await;
     record_authorize(&result);
@@ -432,6 +459,11 @@ impl HttpContext for TokenHttp {
         if self.endpoint == Some(Endpoint::Authorize) {
             self.cookie = text("cookie");
             self.https = headers.get(":scheme") == Some(b"https");
+            self.site = OwnedSite {
+                authority: text(":authority"),
+                origin: text("origin"),
+                fetch_site: text("sec-fetch-site"),
+            };
         }
         if end_of_stream {
             return self.handle(&[]);
