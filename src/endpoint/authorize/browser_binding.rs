@@ -140,6 +140,14 @@ impl RequestSite<'_> {
             }
         }
         let origin = self.origin?;
+        // `null`: a sandboxed or privacy-restricted page; only Fetch Metadata can
+        // still say it is this server's own.
+        if origin == "null" {
+            return (!self
+                .fetch_site
+                .is_some_and(|s| s.eq_ignore_ascii_case("same-origin")))
+            .then_some("The sign-in form was sent from another site.");
+        }
         let scheme = if https { "https" } else { "http" };
         let own = self
             .authority
@@ -286,6 +294,7 @@ mod tests {
             (Some("https://AUTH.example.com:443"), Some("same-origin")),
             (None, Some("same-origin")),
             (None, Some("none")),
+            (Some("null"), Some("same-origin")),
         ] {
             assert_eq!(
                 site(origin, fetch).refusal(true, None),
