@@ -254,8 +254,8 @@ fn every_error_branch() {
     let set = page.header("set-cookie").unwrap();
     assert!(set.contains("; HttpOnly; SameSite=Lax"), "{set}");
     let r = Flow::new(&base).approve(&page);
-    assert_eq!(r.status, 400);
-    assert!(r.body.contains("another browser session"), "{}", r.body);
+    assert_eq!(r.status, 403);
+    assert!(r.body.contains("sent no sign-in cookie"), "{}", r.body);
     // Unregistered redirect URI: an error page, never a redirect.
     let r = f.page(&[
         ("response_type", "code"),
@@ -399,4 +399,154 @@ fn the_demo_has_a_public_client_with_a_working_login() {
     // The demo's callback route answers.
     let r = get(&format!("{base}/callback?code=x"), &[]);
     assert_eq!(r.status, 200);
+}
+
+/// docs/security.md §7: the login form's POST must come from its own browser (a
+/// cookie value the server issued) and not from another site; a refused POST leaves
+/// the user's form usable.
+#[test]
+fn the_login_form_is_bound_to_a_cookie_the_server_issued_and_refusals_spend_nothing() {
+    let e = start(0, CB, "");
+    let base = e.base_url("http");
+    let f = Flow::new(&base);
+    let page = f.code_page("st");
+    let mine = f.cookie_header()[0].1.clone();
+    let form = |page: &Resp| {
+        vec![
+            ("form_token".to_string(), form_token(page)),
+            ("username".into(), "admin".into()),
+            ("password".into(), "admin".into()),
+            ("action".into(), "approve".into()),
+        ]
+    };
+    let post = |page: &Resp, headers: &[(&str, &str)]| {
+        let fields = form(page);
+        let fields: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        post_form(&format!("{base}/authorize"), &fields, headers)
+    };
+    // A value the server never issued, well-formed as the old 16-byte ids were and as
+    // the new ones are: the page gives that browser a cookie of its own instead...
+    for planted in [
+        "oauth2_browser=QUFBQUFBQUFBQUFBQUFBQQ",
+        "oauth2_browser=QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE",
+    ] {
+        let r = get(
+            &format!("{base}/authorize?response_type=token&client_id=spa"),
+            &[("cookie", planted)],
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let set = r
+            .header("set-cookie")
+            .unwrap_or_else(|| panic!("{planted} was taken as the server's own"));
+        assert!(!set.starts_with(&format!("{planted};")), "{set}");
+        // ...and the planted value cannot post a form bound to it or to anyone else.
+        let r = post(&r, &[("cookie", planted)]);
+        assert_eq!(r.status, 403, "{planted}: {}", r.body);
+        assert!(r.body.contains("not issued by this server"), "{}", r.body);
+    }
+    // Refused, none of them spending the form: no cookie, another browser's cookie, a
+    // planted one, another site's page (by Origin, by Fetch Metadata).
+    let other = Flow::new(&base);
+    other.code_page("other");
+    let others = other.cookie_header()[0].1.clone();
+    let refusals: [(&[(&str, &str)], &str); 6] = [
+        (&[], "sent no sign-in cookie"),
+        (&[("cookie", &others)], "another browser session"),
+        (
+            &[(
+                "cookie",
+                "oauth2_browser=QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE",
+            )],
+            "not issued by this server",
+        ),
+        (
+            &[("cookie", &mine), ("origin", "https://evil.example")],
+            "from another site",
+        ),
+        (
+            &[("cookie", &mine), ("origin", "null")],
+            "from another site",
+        ),
+        (
+            &[("cookie", &mine), ("sec-fetch-site", "cross-site")],
+            "from another site",
+        ),
+    ];
+    for (headers, why) in refusals {
+        let r = post(&page, headers);
+        assert_eq!(
+            (r.status, r.header("location")),
+            (403, None),
+            "{headers:?}: {}",
+            r.body
+        );
+        assert!(r.body.contains(why), "{headers:?}: {}", r.body);
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    }
+    // The same form, from its own browser on this server's page: signs in.
+    let own_origin = base.clone();
+    let r = post(
+        &page,
+        &[
+            ("cookie", &mine),
+            ("origin", &own_origin),
+            ("sec-fetch-site", "same-origin"),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(redirect_params(&r, false)["state"], "st");
+}
+
+/// Over HTTPS the binding cookie is `__Host-` (Secure, Path=/, no Domain), and the
+/// shipped demo signs in with it.
+#[test]
+fn over_https_the_binding_cookie_is_a_host_cookie() {
+    let e = Envoy::from_demo_config();
+    let base = format!("https://localhost:{}", e.port("https"));
+    let ch = s256_challenge(VERIFIER);
+    let query = form_encode(&[
+        ("response_type", "code"),
+        ("client_id", "demo-spa"),
+        ("redirect_uri", "http://127.0.0.1:8280/callback"),
+        ("code_challenge", &ch),
+        ("code_challenge_method", "S256"),
+    ]);
+    let page = curl("GET", &format!("{base}/authorize?{query}"), &[], None);
+    assert_eq!(page.status, 200, "{}", page.body);
+    let set = page.header("set-cookie").unwrap().to_string();
+    assert!(set.starts_with("__Host-oauth2_browser="), "{set}");
+    let attrs: Vec<&str> = set.split(';').skip(1).map(str::trim).collect();
+    for a in ["Path=/", "Secure", "HttpOnly", "SameSite=Lax"] {
+        assert!(attrs.contains(&a), "{a} missing: {set}");
+    }
+    assert!(!set.to_ascii_lowercase().contains("domain="), "{set}");
+    let cookie = set.split(';').next().unwrap().to_string();
+    let body = form_encode(&[
+        ("form_token", &form_token(&page)),
+        ("username", "admin"),
+        ("password", "admin"),
+        ("action", "approve"),
+    ]);
+    let post = |cookie: &str| {
+        curl(
+            "POST",
+            &format!("{base}/authorize"),
+            &[
+                ("cookie", cookie),
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("origin", &base),
+                ("sec-fetch-site", "same-origin"),
+            ],
+            Some(body.as_bytes()),
+        )
+    };
+    // The plain-HTTP cookie name does not count over HTTPS.
+    let plain = cookie.replacen("__Host-", "", 1);
+    assert_eq!(post(&plain).status, 403);
+    let r = post(&cookie);
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(r.header("location").unwrap().contains("code="));
 }

@@ -15,6 +15,7 @@ use envoy_oauth2::authn::credential_cache::CredentialCache;
 use envoy_oauth2::authn::env::ServiceEnv;
 use envoy_oauth2::config::secret_hash::hash_secret;
 use envoy_oauth2::config::TokenConfig;
+use envoy_oauth2::endpoint::authorize::browser_binding::RequestSite;
 use envoy_oauth2::endpoint::authorize::{handle_authorize, AuthorizeOutcome, AuthorizeRequest};
 use envoy_oauth2::endpoint::common::{create_shared_keys, EndpointRequest};
 use envoy_oauth2::endpoint::introspect::handle_introspect;
@@ -79,6 +80,10 @@ struct World {
     cookie: Option<String>,
     /// The Host the browser sends (`issuer_from_host` picks the issuer by it).
     host: Option<String>,
+    /// `Origin` and `Sec-Fetch-Site` the browser sends with a POST (the server is
+    /// `http://auth.test`).
+    origin: Option<String>,
+    fetch_site: Option<String>,
 }
 
 fn basic(id: &str, secret: &str) -> String {
@@ -161,6 +166,8 @@ impl World {
             creds: CredentialCache::new([1; 32], 64),
             cookie: None,
             host: Some("auth.example".into()),
+            origin: None,
+            fetch_site: None,
         }
     }
 
@@ -190,6 +197,11 @@ impl World {
                 cookie: self.cookie.as_deref(),
                 https: false,
                 host: self.host.as_deref(),
+                site: RequestSite {
+                    authority: Some("auth.test"),
+                    origin: self.origin.as_deref(),
+                    fetch_site: self.fetch_site.as_deref(),
+                },
             },
         )
         .run_now()
@@ -1358,16 +1370,44 @@ fn a_form_is_bound_to_the_browser_that_opened_it() {
     // another browser (the attacker's own form in the victim's): refused.
     w.cookie = None;
     let r = w.login(&page, "admin", "admin");
-    assert_eq!(r.status, 400);
-    assert!(html(&r).contains("another browser session"));
+    assert_eq!(r.status, 403);
+    assert!(html(&r).contains("sent no sign-in cookie"), "{}", html(&r));
     // The attacker opens a form in their own browser (a new cookie)...
     let attackers = open(&mut w);
     assert!(attackers.header_value("set-cookie").is_some());
     // ...and makes the victim's browser post it.
-    w.cookie = mine;
+    w.cookie = mine.clone();
     let r = w.login(&attackers, "admin", "admin");
-    assert_eq!(r.status, 400);
+    assert_eq!(r.status, 403);
     assert!(html(&r).contains("another browser session"));
+    // A cookie value the server never issued: refused, and replaced on the next page.
+    w.cookie = Some("oauth2_browser=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into());
+    let r = w.login(&page, "admin", "admin");
+    assert_eq!(r.status, 403);
+    assert!(
+        html(&r).contains("not issued by this server"),
+        "{}",
+        html(&r)
+    );
+    assert!(open(&mut w).header_value("set-cookie").is_some());
+    // Posted from another site with the right cookie: refused by Origin or Fetch Metadata.
+    w.cookie = mine;
+    for (origin, fetch_site) in [
+        (Some("https://evil.example"), None),
+        (Some("null"), None),
+        (None, Some("cross-site")),
+    ] {
+        w.origin = origin.map(str::to_string);
+        w.fetch_site = fetch_site.map(str::to_string);
+        let r = w.login(&page, "admin", "admin");
+        assert_eq!(r.status, 403, "{origin:?} {fetch_site:?}");
+        assert!(html(&r).contains("from another site"), "{}", html(&r));
+    }
+    // None of those refusals used the form up: its own browser, on this site, signs in.
+    w.origin = Some("http://auth.test".into());
+    w.fetch_site = Some("same-origin".into());
+    let r = w.login(&page, "admin", "admin");
+    assert!(redirect(&r).1.contains_key("access_token"));
     // A fresh form of this browser still works.
     let page = open(&mut w);
     assert!(redirect(&w.login(&page, "admin", "admin"))

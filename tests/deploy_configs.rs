@@ -200,15 +200,24 @@ fn production_filter_configurations_are_accepted_by_the_filters() {
     let docs: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
     let filters = &docs["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
         ["typed_config"]["http_filters"];
-    let config = |i: usize| {
-        filters[i]["typed_config"]["config"]["configuration"]["value"]
+    // Found by root_id: other filters (HSTS) come first.
+    let config = |root_id: &str| {
+        filters
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|f| &f["typed_config"]["config"])
+            .find(|c| c["root_id"] == root_id)
+            .unwrap_or_else(|| panic!("no {root_id} filter"))["configuration"]["value"]
             .as_str()
             .unwrap()
             .to_string()
     };
-    let token = TokenConfig::parse(config(0).as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    let token =
+        TokenConfig::parse(config("oauth2_token").as_bytes()).unwrap_or_else(|e| panic!("{e}"));
     assert!(token.users.is_empty());
-    let guard = GuardConfig::parse(config(1).as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    let guard =
+        GuardConfig::parse(config("oauth2_guard").as_bytes()).unwrap_or_else(|e| panic!("{e}"));
     assert!(guard.hide_credentials);
 }
 

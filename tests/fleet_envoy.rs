@@ -685,3 +685,39 @@ fn one_code_redeemed_on_both_envoys_at_once_gives_tokens_once_then_revokes_them(
         400
     );
 }
+
+/// The guard's paused path (a cache miss read from etcd) removes every spelling of its
+/// identity headers too, as the header map is not at hand when the answer comes.
+#[test]
+fn identity_header_spellings_are_removed_when_the_guard_waits_for_etcd() {
+    let etcd = EtcdCluster::start(1);
+    let e = node(&etcd, "/spellings/");
+    let bearer = format!("Bearer {}", password_grant(&e).0);
+    let misses = || e.stat("wasmcustom.oauth2.guard.cache.miss").unwrap_or(0);
+    let before = misses();
+    let r = curl(
+        "GET",
+        &format!("{}/api/x", e.base_url("http")),
+        &[
+            ("authorization", bearer.as_str()),
+            ("x_auth_user", "mallory"),
+            ("X-Auth_User", "mallory2"),
+            ("x-auth-user", "mallory3"),
+            ("x-auth-user", "mallory4"),
+            ("x_auth_client_id", "evil"),
+        ],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(misses(), before + 1, "the request did not wait for etcd");
+    let up = r.json();
+    let spoofed: Vec<&String> = up
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| k.contains('_') || k.chars().any(|c| c.is_ascii_uppercase()))
+        .collect();
+    assert!(spoofed.is_empty(), "{spoofed:?} reached the upstream: {up}");
+    assert_eq!(up["x-auth-user"], "admin@carbon.super", "{up}");
+    assert_eq!(up["x-auth-client-id"], C1, "{up}");
+}

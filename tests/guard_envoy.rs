@@ -474,6 +474,81 @@ fn identity_headers_reach_the_upstream_and_spoofed_ones_do_not() {
     assert_eq!(r.json()[":path"], "/api/echo?x=1&y=2");
 }
 
+/// The upstream's header names that an upstream folding `_` into `-` and ignoring case
+/// (CGI, WSGI, PHP) would read as `x-auth-*`, with their values.
+fn identity_like(up: &serde_json::Value) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = up
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| {
+            k.to_ascii_lowercase()
+                .replace('_', "-")
+                .starts_with("x-auth-")
+        })
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every spelling of the identity headers a CGI-style upstream reads alike, some sent
+/// twice: none reaches the upstream (docs/security.md §4). This template, unlike the
+/// shipped configurations, lets Envoy pass names with underscores.
+const SPELLINGS: [(&str, &str); 8] = [
+    ("x_auth_user", "mallory"),
+    ("X-Auth_User", "mallory2"),
+    ("x_auth_user", "mallory3"),
+    ("x_auth_client_id", "evil-client"),
+    ("x-auth_scope", "ADMIN"),
+    ("x-auth-scope", "ADMIN"),
+    ("x-auth-scope", "ADMIN2"),
+    ("X_AUTH_EXPIRES", "99999999999"),
+];
+
+#[test]
+fn no_spelling_of_an_identity_header_reaches_the_upstream() {
+    let gw = Gw::start(&token_config(""), &guard_config("immediate", 300, ""));
+    let (user_token, _, _) = gw.password_token("default");
+    let (app_token, app_scope) = gw.cc_token(None);
+    let with = |token: Option<&str>, path: &str| {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let mut h: Vec<(&str, &str)> = SPELLINGS.to_vec();
+        if let Some(b) = &bearer {
+            h.push(("authorization", b));
+        }
+        let r = curl("GET", &gw.url(path), &h, None);
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        identity_like(&r.json())
+    };
+    // Twice per token: the first request is a cache miss, the second a hit.
+    for _ in 0..2 {
+        let up = with(Some(&user_token), "/api/echo");
+        assert_eq!(
+            up.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            [
+                "x-auth-client-id",
+                "x-auth-expires",
+                "x-auth-scope",
+                "x-auth-user"
+            ],
+            "{up:?}"
+        );
+        assert!(up.contains(&("x-auth-user".into(), "admin@carbon.super".into())));
+        assert!(up.contains(&("x-auth-scope".into(), "default".into())));
+        // An application token has no user: no spelling of x-auth-user at all.
+        let up = with(Some(&app_token), "/api/echo");
+        assert_eq!(
+            up.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            ["x-auth-client-id", "x-auth-expires", "x-auth-scope"],
+            "{up:?}"
+        );
+        assert!(up.contains(&("x-auth-scope".into(), app_scope.clone())));
+    }
+    // A public path passes without identity: every spelling removed.
+    assert_eq!(with(None, "/api/public/x"), []);
+}
+
 // ---------------------------------------------------------------------------------------
 // 3. Immediate revocation
 // ---------------------------------------------------------------------------------------

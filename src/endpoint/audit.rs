@@ -143,7 +143,7 @@ mod tests {
         // A token typed as the username, an unknown client id: neither is kept.
         let body = b"grant_type=password&client_id=oQAAsecret&username=oQAAtoken-text&password=x";
         let r = record(&cfg, &req(body), failed, &refused);
-        assert_eq!((r.user, r.client_id), (None, None));
+        assert_eq!((r.user.as_deref(), r.client_id.as_deref()), (None, None));
         let text = format!("{:?}", r.fields());
         assert!(
             !text.contains("oQAA") && !text.contains("hunter2"),

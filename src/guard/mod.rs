@@ -4,3 +4,4 @@
 
 pub mod bearer;
 pub mod cache;
+pub mod identity_headers;

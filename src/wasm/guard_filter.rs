@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::Action;
+use proxy_wasm::types::{Action, MapType};
 
 use super::host::{self, HostClock, SharedDataKv};
 use super::remote::{call_response, settings_of, Driven, EtcdClient, InFlight};
@@ -21,6 +21,7 @@ use crate::guard::bearer::{
     path_without_query_token, CacheUse, Check, Decision, Guard, GuardRequest, PendingLookup,
     Reason, Verdict,
 };
+use crate::guard::identity_headers::SentIdentityHeaders;
 use crate::host::Clock;
 use crate::store::etcd::exchange::{prefixed, Outgoing};
 use crate::store::etcd::gateway;
@@ -144,11 +145,13 @@ impl GuardShared {
     }
 }
 
-/// Fleet mode: a lookup in flight, what the guard will finish with it, and the `:path`.
+/// Fleet mode: a lookup in flight, what the guard will finish with it, the `:path`
+/// and the identity headers the client sent (the header map is not kept across the pause).
 type Waiting = (
     InFlight<Result<Option<Grant>, LookupFailed>>,
     PendingLookup,
     Vec<u8>,
+    SentIdentityHeaders,
 );
 
 pub struct GuardHttp {
@@ -165,15 +168,14 @@ impl GuardHttp {
         }
     }
 
-    /// Applies a decision to the request; `Continue` when it may pass.
-    /// `present` says whether the client sent a header (when unsure: true, so
-    /// a spoofed identity header is always replaced or removed).
+    /// Applies a decision to the request; `Continue` when it may pass. `sent`:
+    /// what the client sent under the identity names, all of it replaced or removed.
     fn apply(
         &mut self,
         guard: &Guard,
         decision: Decision,
         path: &[u8],
-        present: &dyn Fn(&str) -> bool,
+        sent: &SentIdentityHeaders,
     ) -> Action {
         let c = &self.shared.counters;
         match decision.cache {
@@ -185,12 +187,24 @@ impl GuardHttp {
         let names = &guard.cfg.headers;
         match decision.verdict {
             Verdict::Allow(identity) => {
-                // Replace (never append to) whatever the client sent under these names;
-                // a name the client did not send is added (or, without a value, left alone).
-                let set = |name: &str, value: Option<&[u8]>| match (value, present(name)) {
-                    (Some(v), false) => host::add_request_header(name, v),
-                    (v, true) => host::set_request_header(name, v),
-                    (None, false) => {}
+                // Other spellings (`x_auth_user`) go; under the name itself, whatever the
+                // client sent is replaced, never appended to: one value replaces one, and
+                // duplicates are removed first. No host call for a name the client did
+                // not send and the guard has no value for.
+                for other in &sent.other_spellings {
+                    host::set_request_header(other, None);
+                }
+                let set = |i: usize, name: &str, value: Option<&[u8]>| match (value, sent.exact[i])
+                {
+                    (None, 0) => {}
+                    (Some(v), 0) => host::add_request_header(name, v),
+                    (v, 1) => host::set_request_header(name, v),
+                    (v, _) => {
+                        host::set_request_header(name, None);
+                        if let Some(v) = v {
+                            host::add_request_header(name, v);
+                        }
+                    }
                 };
                 match identity {
                     Some(id) => {
@@ -201,10 +215,10 @@ impl GuardHttp {
                             scope: Some(id.scope.clone()),
                             ..Default::default()
                         });
-                        set(&names.client_id, Some(id.client_id.as_bytes()));
-                        set(&names.user, id.user.as_deref().map(str::as_bytes));
-                        set(&names.scope, Some(id.scope.as_bytes()));
-                        set(&names.expires, Some(id.expires_header.as_bytes()));
+                        set(0, &names.client_id, Some(id.client_id.as_bytes()));
+                        set(1, &names.user, id.user.as_deref().map(str::as_bytes));
+                        set(2, &names.scope, Some(id.scope.as_bytes()));
+                        set(3, &names.expires, Some(id.expires_header.as_bytes()));
                         if guard.cfg.hide_credentials {
                             if decision.token_in_query {
                                 let stripped = path_without_query_token(path);
@@ -216,8 +230,8 @@ impl GuardHttp {
                         host::bump(c.allowed, 1);
                     }
                     None => {
-                        for name in names.all() {
-                            set(name, None);
+                        for (i, name) in names.all().into_iter().enumerate() {
+                            set(i, name, None);
                         }
                         host::bump(c.passed_unguarded, 1);
                     }
@@ -237,7 +251,7 @@ impl GuardHttp {
 
     /// Fleet mode: the lookup came back (or failed); finish the decision.
     fn finish(&mut self, found: Result<Option<Grant>, LookupFailed>) -> Action {
-        let Some((_, pending, path)) = self.waiting.take() else {
+        let Some((_, pending, path, sent)) = self.waiting.take() else {
             host::send_response(503, &[], b"");
             return Action::Pause;
         };
@@ -247,8 +261,7 @@ impl GuardHttp {
             return Action::Pause;
         };
         let decision = guard.finish(pending, found, HostClock.now_secs());
-        // The header map was not kept across the pause: treat every name as sent.
-        self.apply(&guard, decision, &path, &|_| true)
+        self.apply(&guard, decision, &path, &sent)
     }
 }
 
@@ -257,7 +270,7 @@ impl Context for GuardHttp {
         let Some(etcd) = self.shared.etcd.clone() else {
             return;
         };
-        let Some((flight, _, _)) = self.waiting.as_mut() else {
+        let Some((flight, _, _, _)) = self.waiting.as_mut() else {
             return;
         };
         let action = match etcd.on_response(flight, headers, body_size) {
@@ -296,13 +309,13 @@ impl HttpContext for GuardHttp {
             path,
             authorization: headers.get("authorization"),
         };
-        let present = |name: &str| headers.contains(name);
+        let sent = sent_identity_headers(&guard, &headers);
         let now = HostClock.now_secs();
         let verified_before = guard.jwt_verifications();
         let Some(etcd) = shared.etcd.clone() else {
             let decision = guard.check(&SharedDataKv, now, &req);
             count_jwt_verified(&guard, verified_before);
-            return self.apply(&guard, decision, path, &present);
+            return self.apply(&guard, decision, path, &sent);
         };
         // Fleet mode: a cache hit is trusted only while this worker hears the
         // revocation log; a miss reads etcd with the request paused.
@@ -313,7 +326,7 @@ impl HttpContext for GuardHttp {
         let check = guard.begin(&SharedDataKv, trusted, now, &req);
         count_jwt_verified(&guard, verified_before);
         let pending = match check {
-            Check::Decided(decision) => return self.apply(&guard, decision, path, &present),
+            Check::Decided(decision) => return self.apply(&guard, decision, path, &sent),
             Check::Lookup(pending) => pending,
         };
         drop(guard);
@@ -322,7 +335,7 @@ impl HttpContext for GuardHttp {
         let kv = Kv::Remote(link.clone());
         let op = async move { GrantStore::lookup_in(&kv, &token, now).await };
         let (flight, driven) = etcd.start(link, op);
-        self.waiting = Some((flight, pending, path.to_vec()));
+        self.waiting = Some((flight, pending, path.to_vec(), sent));
         match driven {
             Driven::Waiting => Action::Pause,
             Driven::Done(found) => self.finish(found),
@@ -337,6 +350,25 @@ impl HttpContext for GuardHttp {
         } else {
             Action::Continue
         }
+    }
+}
+
+/// What the client sent under the identity names, from the map read once. A map
+/// that did not parse (never seen) is read again name by name through the host.
+fn sent_identity_headers(guard: &Guard, headers: &host::RequestHeaders) -> SentIdentityHeaders {
+    let names = guard.cfg.headers.all();
+    match headers.names() {
+        Some(keys) => SentIdentityHeaders::scan(names, keys),
+        None => match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+            Ok(map) => {
+                let mut sent =
+                    SentIdentityHeaders::scan(names, map.iter().map(|(k, _)| k.as_bytes()));
+                // Doubt means sent: each name is removed before the guard's value is added.
+                sent.exact = SentIdentityHeaders::unknown().exact;
+                sent
+            }
+            Err(_) => SentIdentityHeaders::unknown(),
+        },
     }
 }
 

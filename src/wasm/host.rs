@@ -127,7 +127,7 @@ extern "C" {
 /// are absent, so absent identity headers need no remove call.
 pub struct RequestHeaders {
     raw: Vec<u8>,
-    /// The whole map parsed: otherwise every header counts as present (see `contains`).
+    /// The whole map parsed: otherwise its names are unknown (see `names`).
     valid: bool,
 }
 
@@ -154,10 +154,22 @@ impl RequestHeaders {
         self.find(name).ok().flatten()
     }
 
-    /// Present, or not known to be absent (a map that did not parse): callers use
-    /// this to skip replacing or removing a header, so doubt means present.
-    pub fn contains(&self, name: &str) -> bool {
-        !self.valid || self.get(name).is_some()
+    /// Every header name in order (duplicates repeated); `None` when the map is
+    /// malformed.
+    pub fn names(&self) -> Option<impl Iterator<Item = &[u8]>> {
+        self.valid.then(|| HeaderNames {
+            raw: &self.raw,
+            index: 0,
+            count: self.word(0).unwrap_or(0),
+            data: self
+                .word(0)
+                .map_or(0, |c| c.saturating_mul(8).saturating_add(4)),
+        })
+    }
+
+    fn word(&self, at: usize) -> Option<usize> {
+        let w = self.raw.get(at..at.checked_add(4)?)?;
+        Some(u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as usize)
     }
 
     /// `Err` when the map is malformed (before `name` was found).
@@ -186,6 +198,39 @@ impl RequestHeaders {
             Some(None)
         };
         walk().ok_or(())
+    }
+}
+
+/// The names of a map that parsed (see [`RequestHeaders::names`]).
+struct HeaderNames<'a> {
+    raw: &'a [u8],
+    index: usize,
+    count: usize,
+    /// Where the next key starts.
+    data: usize,
+}
+
+impl<'a> Iterator for HeaderNames<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.index >= self.count {
+            return None;
+        }
+        let word = |at: usize| -> Option<usize> {
+            let w = self.raw.get(at..at.checked_add(4)?)?;
+            Some(u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as usize)
+        };
+        let klen = word(self.index.checked_mul(8)?.checked_add(4)?)?;
+        let vlen = word(self.index.checked_mul(8)?.checked_add(8)?)?;
+        let key = self.raw.get(self.data..self.data.checked_add(klen)?)?;
+        self.data = self
+            .data
+            .checked_add(klen)?
+            .checked_add(vlen)?
+            .checked_add(2)?;
+        self.index += 1;
+        Some(key)
     }
 }
 

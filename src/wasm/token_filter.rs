@@ -18,6 +18,7 @@ use crate::authn::env::ServiceEnv;
 use crate::authn::hash_budget::HashBudget;
 use crate::config::{ConfigError, TokenConfig, METADATA_PATH};
 use crate::endpoint::audit;
+use crate::endpoint::authorize::browser_binding::RequestSite;
 use crate::endpoint::authorize::{handle_authorize, AuthorizeRequest, AuthorizeResult};
 use crate::endpoint::common::{
     create_shared_keys, method_not_allowed, payload_too_large, EndpointRequest, EndpointResult,
@@ -136,12 +137,14 @@ pub struct TokenHttp {
     endpoint: Option<Endpoint>,
     content_type: Option<String>,
     authorization: Option<String>,
-    /// `/authorize` only: the browser binding cookie, the scheme and the Host.
+    /// `/authorize` only: the browser binding cookie, the scheme, the Host and
+    /// where the form's POST says it comes from.
     cookie: Option<String>,
     /// Who is asking (for per-address throttling).
     client_address: String,
     https: bool,
     host: Option<String>,
+    site: OwnedSite,
     answered: bool,
     /// Fleet mode: the store operation this request waits on.
     in_flight: Option<InFlight<Response>>,
@@ -158,6 +161,7 @@ impl TokenHttp {
             client_address: String::new(),
             https: false,
             host: None,
+            site: OwnedSite::default(),
             answered: false,
             in_flight: None,
         }
@@ -181,6 +185,7 @@ impl TokenHttp {
             client_address: std::mem::take(&mut self.client_address),
             https: self.https,
             host: self.host.take(),
+            site: std::mem::take(&mut self.site),
             body: body.to_vec(),
         };
         self.run(move |shared, kv| serve(shared, kv, req))
@@ -240,7 +245,26 @@ struct OwnedRequest {
     client_address: String,
     https: bool,
     host: Option<String>,
+    site: OwnedSite,
     body: Vec<u8>,
+}
+
+/// [`RequestSite`], owned across the wait for the body.
+#[derive(Default)]
+struct OwnedSite {
+    authority: Option<String>,
+    origin: Option<String>,
+    fetch_site: Option<String>,
+}
+
+impl OwnedSite {
+    fn borrow(&self) -> RequestSite<'_> {
+        RequestSite {
+            authority: self.authority.as_deref(),
+            origin: self.origin.as_deref(),
+            fetch_site: self.fetch_site.as_deref(),
+        }
+    }
 }
 
 /// One endpoint request over `kv`, with stats.
@@ -273,6 +297,7 @@ async fn serve(shared: Rc<TokenShared>, kv: Kv<'static>, req: OwnedRequest) -> R
                 cookie: req.cookie.as_deref(),
                 https: req.https,
                 host: req.host.as_deref(),
+                site: req.site.borrow(),
             };
             let result = handle_authorize(cfg, &mut env, &auth_req).await;
             record_authorize(&result);
@@ -324,6 +349,8 @@ async fn serve_authorize_page(
         cookie: cookie.as_deref(),
         https,
         host: host.as_deref(),
+        // Only the form's POST is checked: the GET comes from the client's site.
+        site: RequestSite::default(),
     };
     let result = handle_authorize(&shared.cfg, &mut env, &req).await;
     record_authorize(&result);
@@ -483,6 +510,11 @@ impl HttpContext for TokenHttp {
             self.cookie = text("cookie");
             self.https = headers.get(":scheme") == Some(b"https");
             self.host = text(":authority");
+            self.site = OwnedSite {
+                authority: text(":authority"),
+                origin: text("origin"),
+                fetch_site: text("sec-fetch-site"),
+            };
         }
         if end_of_stream {
             return self.handle(&[]);

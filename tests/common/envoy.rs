@@ -414,6 +414,12 @@ pub fn demo_config_template() -> String {
         "filename: {{WASM}}",
     );
     y = replace_exact(&y, "filename: .run/tls/", "filename: {{TLS_DIR}}/", 2);
+    y = replace_exact(
+        &y,
+        "path: .run/access.log",
+        "path: {{RUN_DIR}}/access.log",
+        1,
+    );
 
     // demo_api: listener (line after `- name: demo_api`) and cluster endpoint.
     let demo = "socket_address: { address: 127.0.0.1, port_value: 8290 }";

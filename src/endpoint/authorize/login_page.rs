@@ -93,7 +93,7 @@ fn page(status: u16, title: &str, body: &str, form_target: Option<&str>) -> Resp
     let html = format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-<meta name=\"referrer\" content=\"no-referrer\">\n<title>{title}</title>\n<style>{STYLE}</style>\n\
+<meta name=\"referrer\" content=\"same-origin\">\n<title>{title}</title>\n<style>{STYLE}</style>\n\
 </head>\n<body>\n<main>\n{body}</main>\n</body>\n</html>\n"
     );
     // Chromium applies form-action to the redirect that answers the POST too,
@@ -113,7 +113,10 @@ frame-ancestors 'none'; base-uri 'none'"
         )
         .header("x-frame-options", "DENY")
         .header("x-content-type-options", "nosniff")
-        .header("referrer-policy", "no-referrer")
+        // Not `no-referrer`: under it browsers send `Origin: null` with the form's
+        // own POST, which the cross-site check could not tell from another site's.
+        // `same-origin` still sends nothing to other sites.
+        .header("referrer-policy", "same-origin")
         .no_store()
         .with_body(html.into_bytes())
 }

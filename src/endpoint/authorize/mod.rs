@@ -28,12 +28,13 @@ use crate::authn::env::ServiceEnv;
 use crate::authn::slow_check::Refused;
 use crate::authn::user::authenticate_user;
 use crate::config::{Client, GrantType, TokenConfig};
-use crate::endpoint::authorize::browser_binding::BrowserId;
+use crate::endpoint::authorize::browser_binding::{BrowserCookie, BrowserId, RequestSite};
 use crate::endpoint::authorize::login_page::{error_page, login_page, LoginView};
 use crate::oauth::form::Form;
 use crate::oauth::pkce;
 use crate::oauth::response::Response;
 use crate::oauth::scope;
+use crate::store::server_key;
 use crate::store::{CodeBinding, GrantRequest, GrantStore, Lifetimes, StoreError, TxnReport};
 use pending::{PendingAuthorization, ResponseType};
 
@@ -51,10 +52,12 @@ pub struct AuthorizeRequest<'a> {
     pub body: &'a [u8],
     /// The `Cookie` header (the browser binding of the login form).
     pub cookie: Option<&'a str>,
-    /// The request came over HTTPS (the binding cookie is then `Secure`).
+    /// The request came over HTTPS (the binding cookie is then `__Host-`, `Secure`).
     pub https: bool,
     /// The `Host` (`:authority`): with `issuer_from_host`, it names the issuer.
     pub host: Option<&'a str>,
+    /// Where the request says it comes from (checked on the form's POST).
+    pub site: RequestSite<'a>,
 }
 
 /// What happened, for stats (`oauth2.authorize.<name>`).
@@ -261,10 +264,15 @@ async fn start(
     } else {
         None
     };
-    // The browser keeps one id across requests (several tabs, several forms).
-    let (browser, new_browser) = match BrowserId::from_cookie_header(req.cookie) {
-        Some(id) => (id, false),
-        None => match BrowserId::new(env.rng) {
+    // The browser keeps one id across requests (several tabs, several forms); a
+    // value this server did not issue is replaced by one it does.
+    let key = match server_key::load(&env.kv, env.rng).await {
+        Ok(k) => k,
+        Err(e) => return store_failure(&back, e),
+    };
+    let (browser, new_browser) = match BrowserId::from_cookie_header(req.cookie, req.https, &key) {
+        BrowserCookie::Issued(id) => (id, false),
+        BrowserCookie::Missing | BrowserCookie::NotIssued => match BrowserId::new(env.rng) {
             Ok(id) => (id, true),
             Err(e) => return store_failure(&back, e.into()),
         },
@@ -291,13 +299,12 @@ async fn start(
     )
     .await
     {
-        Ok((page, outcome)) if new_browser => (
-            page.header(
-                "set-cookie",
-                browser.set_cookie(&cfg.paths.authorize, req.https),
-            ),
-            outcome,
-        ),
+        Ok((page, outcome)) if new_browser => {
+            match browser.set_cookie(&key, &cfg.paths.authorize, req.https) {
+                Some(cookie) => (page.header("set-cookie", cookie), outcome),
+                None => store_failure(&back, StoreError::Unavailable),
+            }
+        }
         Ok(shown) => shown,
         Err(e) => store_failure(&back, e),
     }
@@ -438,21 +445,49 @@ async fn submit<'a>(
         }
     };
     let now = env.clock.now_secs();
-    // Consumed here, before anything else: a form token works once.
-    let pending_req = match pending::take(&env.kv, env.rng, form_token, now).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return refused_page(400, "This sign-in form has expired or was already used."),
-        Err(_) => return refused_page(503, "The server is busy. Try again."),
+    // Only the browser that opened the form, on this server's page, may post it
+    // (login CSRF). Checked before the form token is used up, so a refused POST
+    // (someone else's page, or no cookie) cannot spend the user's form.
+    let own_issuer = cfg.issuer.for_request(req.https, req.host);
+    if let Some(why) = req.site.refusal(req.https, own_issuer.as_deref()) {
+        return refused_page(403, why);
+    }
+    let busy = || refused_page(503, "The server is busy. Try again.");
+    let Ok(key) = server_key::load(&env.kv, env.rng).await else {
+        return busy();
     };
-    // Only the browser that opened the form may post it (login CSRF).
-    let same_browser = BrowserId::from_cookie_header(req.cookie)
-        .is_some_and(|id| bool::from(id.binding().ct_eq(&pending_req.browser)));
-    if !same_browser {
+    let browser = match BrowserId::from_cookie_header(req.cookie, req.https, &key) {
+        BrowserCookie::Issued(id) => id,
+        BrowserCookie::Missing => {
+            return refused_page(
+                403,
+                "This browser sent no sign-in cookie with the form. Allow cookies for this site and start again from the application.",
+            )
+        }
+        BrowserCookie::NotIssued => {
+            return refused_page(
+                403,
+                "This browser's sign-in cookie was not issued by this server. Start again from the application.",
+            )
+        }
+    };
+    let open_form = match pending::open_unused(&env.kv, env.rng, form_token, now).await {
+        Ok(Some(f)) => f,
+        Ok(None) => return refused_page(400, "This sign-in form has expired or was already used."),
+        Err(_) => return busy(),
+    };
+    if !bool::from(browser.binding().ct_eq(&open_form.request().browser)) {
         return refused_page(
-            400,
+            403,
             "This sign-in form belongs to another browser session. Start again from the application.",
         );
     }
+    // Used up here, before the credentials are checked: a form token works once.
+    let pending_req = match pending::use_up(&env.kv, open_form, now).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return refused_page(400, "This sign-in form has expired or was already used."),
+        Err(_) => return busy(),
+    };
     // The configuration may have changed since the page was shown.
     let Some(client) = cfg.client(&pending_req.client_id) else {
         return refused_page(400, "The application (client_id) is unknown.");

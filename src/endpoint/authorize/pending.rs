@@ -108,13 +108,44 @@ pub async fn take(
     form_token: &str,
     now: u64,
 ) -> Result<Option<PendingAuthorization>, StoreError> {
-    let key = server_key::load(kv, rng).await?;
-    let Some(opened) = open(&key, form_token) else {
-        return Ok(None);
-    };
-    if now >= opened.expires_at {
-        return Ok(None);
+    match open_unused(kv, rng, form_token, now).await? {
+        Some(form) => use_up(kv, form, now).await,
+        None => Ok(None),
     }
+}
+
+/// A form token whose seal and expiry checked out, not yet used up: the POST
+/// can be refused (another browser's cookie, another site) without spending it.
+pub struct OpenForm {
+    expires_at: u64,
+    nonce: [u8; NONCE_BYTES],
+    req: PendingAuthorization,
+}
+
+impl OpenForm {
+    pub fn request(&self) -> &PendingAuthorization {
+        &self.req
+    }
+}
+
+/// Opens a form token without using it up: `Ok(None)` when it is malformed,
+/// forged or expired. Whether it was used already is [`use_up`]'s answer.
+pub async fn open_unused(
+    kv: &Kv<'_>,
+    rng: &dyn Randomness,
+    form_token: &str,
+    now: u64,
+) -> Result<Option<OpenForm>, StoreError> {
+    let key = server_key::load(kv, rng).await?;
+    Ok(open(&key, form_token).filter(|opened| now < opened.expires_at))
+}
+
+/// Marks an open form used: its request the first time, `Ok(None)` after.
+pub async fn use_up(
+    kv: &Kv<'_>,
+    opened: OpenForm,
+    now: u64,
+) -> Result<Option<PendingAuthorization>, StoreError> {
     let slot = u32::from_be_bytes([
         opened.nonce[0],
         opened.nonce[1],
@@ -142,14 +173,8 @@ pub async fn take(
     Ok(fresh.then_some(opened.req))
 }
 
-struct Opened {
-    expires_at: u64,
-    nonce: [u8; NONCE_BYTES],
-    req: PendingAuthorization,
-}
-
 /// Checks the seal (constant time) before reading anything else.
-fn open(key: &ServerKey, form_token: &str) -> Option<Opened> {
+fn open(key: &ServerKey, form_token: &str) -> Option<OpenForm> {
     if form_token.len() > MAX_FORM_TOKEN_CHARS {
         return None;
     }
@@ -170,7 +195,7 @@ fn open(key: &ServerKey, form_token: &str) -> Option<Opened> {
     let expires_at = u64::from_be_bytes(r.take(8)?.try_into().ok()?);
     let nonce: [u8; NONCE_BYTES] = r.take(NONCE_BYTES)?.try_into().ok()?;
     let req = decode_request(&mut r)?;
-    (r.pos == body.len()).then_some(Opened {
+    (r.pos == body.len()).then_some(OpenForm {
         expires_at,
         nonce,
         req,
@@ -421,6 +446,41 @@ mod tests {
             );
         }
         assert_eq!(kv.key_count(), PENDING_SLOTS as usize + 1);
+    }
+
+    #[test]
+    fn opening_a_form_uses_nothing_up_until_use_up() {
+        let kv = store();
+        let local = Kv::Local(&kv);
+        let t = create(&local, &HostRandomness, &req(1), 1000)
+            .sync()
+            .unwrap();
+        let before = kv.total_value_bytes();
+        // Opened (and refused by the caller) any number of times: nothing written.
+        for _ in 0..3 {
+            let form = open_unused(&local, &HostRandomness, &t, 1001)
+                .sync()
+                .unwrap();
+            assert_eq!(form.map(|f| f.request().clone()), Some(req(1)));
+        }
+        assert_eq!(kv.total_value_bytes(), before);
+        let form = open_unused(&local, &HostRandomness, &t, 1001)
+            .sync()
+            .unwrap()
+            .unwrap();
+        assert_eq!(use_up(&local, form, 1001).sync().unwrap(), Some(req(1)));
+        // Still opens (seal and expiry are fine) but is used.
+        let form = open_unused(&local, &HostRandomness, &t, 1002)
+            .sync()
+            .unwrap()
+            .unwrap();
+        assert_eq!(use_up(&local, form, 1002).sync().unwrap(), None);
+        // Expired: does not open.
+        let late = 1000 + PENDING_LIFETIME;
+        assert!(open_unused(&local, &HostRandomness, &t, late)
+            .sync()
+            .unwrap()
+            .is_none());
     }
 
     #[test]
