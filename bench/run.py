@@ -1149,7 +1149,11 @@ class EtcdCluster:
                 "--initial-cluster", initial, "--initial-cluster-token", token,
                 "--initial-cluster-state", "new",
                 "--heartbeat-interval", "100", "--election-timeout", "1000",
-                "--auto-compaction-mode", "revision", "--auto-compaction-retention", "1000",
+                # docs/fleet.md: leases that survive leader changes, bounded storage.
+                "--auto-compaction-mode", "periodic", "--auto-compaction-retention", "5m",
+                "--quota-backend-bytes", str(2 << 30),
+                "--logger", "zap", "--experimental-enable-lease-checkpoint",
+                "--experimental-enable-lease-checkpoint-persist",
                 "--metrics", "extensive"]), logs[i]))
         try:
             for i in range(ETCD_MEMBERS):

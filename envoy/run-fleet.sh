@@ -120,6 +120,8 @@ for i in 0 1 2; do
     --initial-cluster-state new \
     --heartbeat-interval 50 --election-timeout 500 \
     --auto-compaction-mode periodic --auto-compaction-retention 1h \
+    --quota-backend-bytes $((2 * 1024 * 1024 * 1024)) \
+    --logger zap --experimental-enable-lease-checkpoint --experimental-enable-lease-checkpoint-persist \
     </dev/null >>"$FLEET_DIR/etcd$i/etcd.log" 2>&1 &
   PIDS+=($!)
 done

@@ -56,8 +56,8 @@ struct TokenConfigFile {
     issuer_hosts: Vec<String>,
     #[serde(default)]
     throttle: ThrottleFile,
-    #[serde(default)]
-    refresh_token_grace_seconds: u64,
+    /// Absent: [`FLEET_RETRY_WINDOW_SECS`] over etcd, 0 over shared data.
+    refresh_token_grace_seconds: Option<u64>,
     #[serde(default = "default_realm")]
     realm: String,
     #[serde(default = "default_tenant")]
@@ -117,8 +117,9 @@ pub struct TokenConfig {
     /// RFC 8414 issuer: the metadata, JWT `iss` and RFC 9207 `iss` name it.
     pub issuer: Issuer,
     pub throttle: ThrottlePolicy,
-    /// Seconds after a rotation in which the previous refresh token may be
-    /// retried once for the same pair (0: never).
+    /// Seconds after a rotation (or a code redemption) in which the previous
+    /// refresh token (or the code) may be presented again by the same client
+    /// for the same pair (0: never): the retry window.
     pub refresh_token_grace_seconds: u64,
     pub realm: String,
     pub default_tenant: String,
@@ -138,6 +139,10 @@ pub struct TokenConfig {
     /// Per worker: how much slow (PBKDF2) hash work a second.
     pub slow_hash_budget: HashBudgetPolicy,
 }
+
+/// The retry window in fleet mode unless configured (see docs/fleet.md).
+pub const FLEET_RETRY_WINDOW_SECS: u64 = 60;
+const MAX_RETRY_WINDOW_SECS: u64 = 60;
 
 /// RFC 6749 §4.1.2 recommends at most 10 minutes.
 const MAX_CODE_LIFETIME: u64 = 600;
@@ -176,14 +181,24 @@ impl TokenConfig {
         let throttle = parse_throttle(&file.throttle)?;
         let slow_hash_budget = parse_hash_budget(&file.slow_hash_budget)?;
         check_revoked_clients(&file.revoked_clients, &file.clients)?;
-        if file.refresh_token_grace_seconds > 60 {
+        // Over etcd a rotation can be applied and still answered 503 (the
+        // member that applied it died before answering, and no quorum is left
+        // to read the outcome back): the client's retry must not look like reuse.
+        let grace = file
+            .refresh_token_grace_seconds
+            .unwrap_or(if remote.is_some() {
+                FLEET_RETRY_WINDOW_SECS
+            } else {
+                0
+            });
+        if grace > MAX_RETRY_WINDOW_SECS {
             return Err(err(
                 "refresh_token_grace_seconds",
                 "must be between 0 and 60",
             ));
         }
         Ok(TokenConfig {
-            refresh_token_grace_seconds: file.refresh_token_grace_seconds,
+            refresh_token_grace_seconds: grace,
             issuer,
             throttle,
             realm: file.realm,
@@ -379,6 +394,25 @@ mod tests {
         assert_eq!(field_of(&with(r#"["ok","c1"]"#)), "revoked_clients[1]");
         assert_eq!(field_of(&with(r#"[""]"#)), "revoked_clients[0]");
         assert_eq!(field_of(&with(r#"["a b"]"#)), "revoked_clients[0]");
+    }
+
+    #[test]
+    fn the_retry_window_is_on_by_default_in_fleet_mode_only() {
+        let with = |top: &str| sample("").replacen("{", &format!("{{{top}"), 1);
+        let grace = |top: &str| {
+            TokenConfig::parse(with(top).as_bytes())
+                .map(|c| c.refresh_token_grace_seconds)
+                .ok()
+        };
+        let etcd = r#""store":{"backend":"etcd","cluster":"etcd"},"#;
+        assert_eq!(grace(""), Some(0));
+        assert_eq!(grace(etcd), Some(FLEET_RETRY_WINDOW_SECS));
+        let off = format!(r#""refresh_token_grace_seconds":0,{etcd}"#);
+        assert_eq!(grace(&off), Some(0));
+        assert_eq!(
+            field_of(&with(r#""refresh_token_grace_seconds":61,"#)),
+            "refresh_token_grace_seconds"
+        );
     }
 
     #[test]

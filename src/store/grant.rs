@@ -45,7 +45,9 @@ pub struct Grant {
     /// means a stolen or replayed token (RFC 9700 §4.14.2).
     pub previous_refresh: Option<TokenHash>,
     pub revoked: bool,
-    /// The previous refresh token was already retried once in the grace period.
+    /// Set by earlier versions, whose grace period allowed one retry; no
+    /// longer set (a retry within the window writes nothing), kept so their
+    /// records decode and encode unchanged.
     pub grace_used: bool,
     /// Set for grants from an authorization code.
     pub code: Option<CodeState>,

@@ -65,6 +65,20 @@ impl BucketTxn for Rotate<'_> {
         let Some(g) = bucket.find_mut(&self.presented.grant_id) else {
             return Step::Done(RotateOutcome::Invalid);
         };
+        let is_current = g
+            .refresh
+            .as_ref()
+            .is_some_and(|r| r.hash.matches(&self.presented.hash));
+        let is_previous = g
+            .previous_refresh
+            .is_some_and(|p| p.matches(&self.presented.hash));
+        let minted_here = self
+            .presented
+            .family
+            .as_ref()
+            .is_some_and(|f| f.verifies(self.key));
+        // Another client cannot use the token (and cannot revoke a grant it
+        // is not party to); it gets nothing, within the window or after.
         if g.client_id != self.client_id {
             return Step::Done(RotateOutcome::Invalid);
         }
@@ -91,35 +105,24 @@ impl BucketTxn for Rotate<'_> {
             // The grant's previous access token dies now.
             return Step::Announce(RotateOutcome::Rotated { scope });
         }
-        let is_previous = g
-            .previous_refresh
-            .is_some_and(|p| p.matches(&self.presented.hash));
-        // A retry within the grace period, once, and only if the grant still holds
-        // the pair derived from this very token (nothing rotated it since).
+        // A retry within the window, as often as the client needs (its first
+        // tries may have been applied and answered 503), and only while the
+        // grant holds the pair derived from this very token (nothing rotated
+        // it since). It changes nothing, so it writes nothing: a read is enough.
         if is_previous
-            && !g.grace_used
+            && !g.revoked
             && now < g.issued_at.saturating_add(self.grace_seconds)
             && g.access_hash.matches(&self.new_access.hash)
             && g.refresh
                 .as_ref()
                 .is_some_and(|r| r.hash.matches(&self.new_refresh.hash))
         {
-            g.grace_used = true;
-            return Step::Write(RotateOutcome::Rotated {
+            return Step::Done(RotateOutcome::Rotated {
                 scope: g.scope.clone(),
             });
         }
         // Any other refresh token minted here for this grant was rotated away
         // before: the previous one, or (proved by its family tag) an older one.
-        let is_current = g
-            .refresh
-            .as_ref()
-            .is_some_and(|r| r.hash.matches(&self.presented.hash));
-        let minted_here = self
-            .presented
-            .family
-            .as_ref()
-            .is_some_and(|f| f.verifies(self.key));
         if !g.revoked && !is_current && (is_previous || minted_here) {
             g.revoked = true;
             return Step::Announce(RotateOutcome::ReuseRevoked);

@@ -49,7 +49,12 @@ pub struct EtcdCluster {
     token: String,
     members: Vec<Member>,
     agent: ureq::Agent,
+    /// More etcd flags, after the defaults (a later flag wins).
+    extra_args: Vec<String>,
 }
+
+/// The backend quota of the tests' clusters unless a test sets its own.
+pub const TEST_QUOTA_BYTES: u64 = 1 << 30;
 
 pub fn etcd_bin() -> PathBuf {
     std::env::var_os("ETCD_BIN")
@@ -101,10 +106,15 @@ impl EtcdCluster {
     /// process), the whole start is retried with new ports. Panics with the log tails if
     /// the cluster does not come up within [`ETCD_START_TIMEOUT`].
     pub fn start(n: usize) -> EtcdCluster {
+        Self::start_with(n, &[])
+    }
+
+    /// [`EtcdCluster::start`] with more etcd flags (e.g. a small `--quota-backend-bytes`).
+    pub fn start_with(n: usize, extra_args: &[&str]) -> EtcdCluster {
         assert!(n >= 1, "EtcdCluster::start(0)");
         let mut last_err = String::new();
         for attempt in 0..5 {
-            let mut c = Self::spawn_fresh(n);
+            let mut c = Self::spawn_fresh(n, extra_args);
             match c.wait_all_healthy(ETCD_START_TIMEOUT) {
                 Ok(()) => return c,
                 Err(e) => {
@@ -128,7 +138,7 @@ impl EtcdCluster {
         panic!("etcd cluster of {n} did not start: {last_err}");
     }
 
-    fn spawn_fresh(n: usize) -> EtcdCluster {
+    fn spawn_fresh(n: usize, extra_args: &[&str]) -> EtcdCluster {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -165,6 +175,7 @@ impl EtcdCluster {
             dir,
             members,
             agent,
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
         for i in 0..n {
             c.spawn(i);
@@ -205,8 +216,16 @@ impl EtcdCluster {
             .args(["--initial-cluster-token", &self.token])
             .args(["--initial-cluster-state", "new"])
             .args(["--heartbeat-interval", "100", "--election-timeout", "1000"])
-            .args(["--auto-compaction-mode", "revision"])
-            .args(["--auto-compaction-retention", "1000"])
+            // As docs/fleet.md tells operators: leases keep their remaining
+            // TTL across leader changes, old revisions go, storage is capped.
+            .args(["--auto-compaction-mode", "periodic"])
+            .args(["--auto-compaction-retention", "5m"])
+            .args(["--quota-backend-bytes", &TEST_QUOTA_BYTES.to_string()])
+            // 3.4.23 crashes on capnslog's nil logger when checkpointing is on.
+            .args(["--logger", "zap"])
+            .arg("--experimental-enable-lease-checkpoint")
+            .arg("--experimental-enable-lease-checkpoint-persist")
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log fd"))
             .stderr(log)

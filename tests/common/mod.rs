@@ -25,6 +25,7 @@ pub mod jwt;
 mod paths;
 pub mod etcd;
 pub mod etcd_driver;
+pub mod fleet;
 
 pub use encoding::*;
 pub use envoy::*;
