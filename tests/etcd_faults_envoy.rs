@@ -523,7 +523,7 @@ fn until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     false
 }
 
-/// A 503 as RFC 6749 §5.2 and the README describe it.
+/// A 503 as RFC 6749 §5.2 and docs/endpoints.md describe it.
 fn assert_unavailable(r: &Resp, what: &str) {
     assert_eq!(r.status, 503, "{what}: {} {:?}", r.status, r.body);
     assert_eq!(

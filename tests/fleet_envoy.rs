@@ -162,7 +162,7 @@ fn revoke(e: &Envoy, token: &str) -> Resp {
 }
 
 /// A client that honours `Retry-After` once: what a write may need while etcd
-/// is one member short (see the README's failure table).
+/// is one member short (see the failure table of docs/fleet-mode.md).
 fn honouring_retry_after(what: &str, e: &Envoy, mut op: impl FnMut() -> Resp) -> Resp {
     let r = op();
     if r.status == 503 && r.header("retry-after").is_some() {
@@ -381,7 +381,7 @@ fn etcd_losing_one_member_changes_nothing_and_losing_quorum_fails_closed() {
     let (cached, _) = password_grant(&a);
     assert_eq!(api(&b, &cached).status, 200);
     // A follower down: every operation goes on. (A leader going down costs an
-    // election, about a second of 503s; see the README.)
+    // election, about a second of 503s; see docs/fleet-mode.md.)
     let first = etcd.follower().expect("a follower");
     etcd.kill(first);
     // Writes sent in the ~200 ms before the health check notices may fail
@@ -449,7 +449,7 @@ fn ten_thousand_concurrent_issuances_over_both_envoys_none_lost_or_doubled() {
     let etcd = EtcdCluster::start(3);
     let a = node(&etcd, "/fleet-f/");
     let b = node(&etcd, "/fleet-f/");
-    // FLEET_ISSUANCES=100000 measures keys and bytes at the README's 100,000 tokens.
+    // FLEET_ISSUANCES=100000 measures keys and bytes at docs/fleet-mode.md's 100,000 tokens.
     let n: usize = std::env::var("FLEET_ISSUANCES")
         .ok()
         .and_then(|v| v.parse().ok())
