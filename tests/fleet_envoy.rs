@@ -225,10 +225,16 @@ fn a_token_from_one_envoy_works_on_the_other_and_revocation_reaches_it() {
     assert_eq!(api(&a, &at).status, 401);
     assert_eq!(api(&a, &at2).status, 200);
     assert_eq!(api(&b, &at2).status, 200);
+    // The new refresh token is used (on A): from then on the old one is reuse, not a
+    // retry within the retry window (docs/fleet.md).
+    let r = refresh(&a, &rt2);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let at_next = r.json()["access_token"].as_str().unwrap().to_string();
+    let rt_next = r.json()["refresh_token"].as_str().unwrap().to_string();
     // The spent refresh token, replayed on A: reuse detection revokes the grant everywhere.
     assert_eq!(refresh(&a, &rt).status, 400);
-    assert!(until(Duration::from_secs(1), || api(&b, &at2).status == 401).is_some());
-    assert_eq!(refresh(&b, &rt2).status, 400, "the grant is revoked");
+    assert!(until(Duration::from_secs(1), || api(&b, &at_next).status == 401).is_some());
+    assert_eq!(refresh(&b, &rt_next).status, 400, "the grant is revoked");
     // A revocation at /revoke on A reaches B's cache.
     let (at3, _) = password_grant(&b);
     assert_eq!(api(&b, &at3).status, 200);

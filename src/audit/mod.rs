@@ -32,6 +32,17 @@ pub mod event {
     pub const GRANTS_REVOKED_BY_CONFIGURATION: &str = "grants.revoked_by_configuration";
 }
 
+/// Filter state names (Envoy prefixes them with `wasm.`).
+pub mod field {
+    pub const EVENT: &str = "oauth2.event";
+    pub const CLIENT_ID: &str = "oauth2.client_id";
+    pub const USER: &str = "oauth2.user";
+    pub const GRANT_TYPE: &str = "oauth2.grant_type";
+    pub const SCOPE: &str = "oauth2.scope";
+    pub const TOKEN: &str = "oauth2.token";
+    pub const ERROR: &str = "oauth2.error";
+}
+
 /// Longest value written (a `client_id` may have 255 characters).
 const MAX_VALUE_CHARS: usize = 256;
 
@@ -59,18 +70,18 @@ impl AuditRecord {
 
     /// (filter state name, value) of each field present, log-safe.
     pub fn fields(&self) -> Vec<(&'static str, String)> {
-        let mut out = vec![("oauth2.event", self.event.to_string())];
+        let mut out = vec![(field::EVENT, self.event.to_string())];
         let mut put = |name: &'static str, v: Option<&str>| {
             if let Some(v) = v {
                 out.push((name, log_safe(v)));
             }
         };
-        put("oauth2.client_id", self.client_id.as_deref());
-        put("oauth2.user", self.user.as_deref());
-        put("oauth2.grant_type", self.grant_type);
-        put("oauth2.scope", self.scope.as_deref());
-        put("oauth2.token", self.token.as_deref());
-        put("oauth2.error", self.error);
+        put(field::CLIENT_ID, self.client_id.as_deref());
+        put(field::USER, self.user.as_deref());
+        put(field::GRANT_TYPE, self.grant_type);
+        put(field::SCOPE, self.scope.as_deref());
+        put(field::TOKEN, self.token.as_deref());
+        put(field::ERROR, self.error);
         out
     }
 }

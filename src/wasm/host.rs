@@ -272,8 +272,13 @@ pub fn plugin_configuration() -> Vec<u8> {
 /// access log's `%FILTER_STATE(wasm.oauth2.event:PLAIN)%` prints it.
 pub fn write_audit(record: &crate::audit::AuditRecord) {
     for (name, value) in record.fields() {
-        let _ = hostcalls::set_property(vec![name], Some(value.as_bytes()));
+        set_filter_state(name, value.as_bytes());
     }
+}
+
+/// One filter state value of this request (`wasm.<name>`).
+pub fn set_filter_state(name: &str, value: &[u8]) {
+    let _ = hostcalls::set_property(vec![name], Some(value));
 }
 
 /// The downstream connection's peer, `ip:port`.
