@@ -100,17 +100,25 @@ impl Script {
         .is_ok_and(|r| r.status == 200 && r.body.trim() == "LIVE")
     }
 
+    /// A password grant on Envoy `n`; status 0 if the connection failed.
     fn token(&self, n: usize) -> Resp {
-        post_form(
-            &format!("http://127.0.0.1:{}/token", self.http[n]),
-            &[
-                ("grant_type", "password"),
-                ("username", "admin"),
-                ("password", "admin"),
-                ("scope", "PRODUCTION"),
-            ],
-            &[("authorization", &basic_auth(fleet::C1, fleet::S1))],
-        )
+        let body = form_encode(&[
+            ("grant_type", "password"),
+            ("username", "admin"),
+            ("password", "admin"),
+            ("scope", "PRODUCTION"),
+        ]);
+        let auth = basic_auth(fleet::C1, fleet::S1);
+        let headers = [
+            ("authorization", auth.as_str()),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ];
+        let url = format!("http://127.0.0.1:{}/token", self.http[n]);
+        try_request("POST", &url, &headers, Some(body.as_bytes())).unwrap_or_else(|e| Resp {
+            status: 0,
+            headers: Vec::new(),
+            body: e,
+        })
     }
 
     /// The guard's answer on Envoy `n`; 0 if it does not answer (down).
