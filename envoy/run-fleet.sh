@@ -11,13 +11,25 @@
 # The etcd data dirs persist between runs (tokens survive a restart); `rm -rf .run/fleet`
 # starts from an empty store.
 #
+# This script checks the ports, writes the configs, then execs envoy/supervise.py, which
+# starts the processes and watches them:
+# - a single Envoy or etcd member that exits is started again after a backoff of 1 s,
+#   doubling to at most SUPERVISE_BACKOFF_MAX (30 s) while it keeps exiting;
+# - only the supervisor's own, not yet reaped children are ever signalled (a reused pid
+#   cannot be hit); each child also dies with the supervisor (PR_SET_PDEATHSIG);
+# - Ctrl-C or SIGTERM stops the Envoys, then etcd, and leaves nothing running.
+# The running children's pids are in $FLEET_DIR/supervisor.pids.
+#
 # Environment (defaults in brackets):
 #   ENVOY [.venv/bin/envoy]   ETCD [etcd]   FLEET_DIR [.run/fleet]
 #   WASM [target/wasm32-wasip1/release/envoy_oauth2.wasm]   FLEET_YAML [envoy/fleet.yaml]
 #   ETCD_CLIENT_PORT [23790]  ETCD_PEER_PORT [23800]   first of three consecutive ports each
-#   ENVOY_LOG_LEVEL [info]
-# The Envoy listener ports are fixed (envoy/fleet.yaml's demo-spa redirect URIs name 8280
-# and 8281); ETCD_CLIENT_PORT other than 23790 also rewrites the etcd cluster's endpoints.
+#   ETCD_CLIENT_PORTS, ETCD_PEER_PORTS   three ports each, any (override the two above)
+#   HTTP_PORTS [8280 8281]  HTTPS_PORTS [8243 8244]  ADMIN_PORTS [9901 9902]
+#   DEMO_PORTS [8290 8291]  BASE_IDS [7101 7102]      Envoy A's, then B's
+#   ENVOY_LOG_LEVEL [info]  SUPERVISE_BACKOFF_MAX [30]
+# envoy/fleet.yaml's demo-spa redirect URIs name 8280 and 8281: with other HTTP_PORTS the
+# demo SPA's browser login does not work (tests/run_fleet_script.rs runs on free ports).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -31,50 +43,33 @@ ETCD_CLIENT_PORT=${ETCD_CLIENT_PORT:-23790}
 ETCD_PEER_PORT=${ETCD_PEER_PORT:-23800}
 LOG_LEVEL=${ENVOY_LOG_LEVEL:-info}
 
-NAMES=(A B)
-HTTP_PORTS=(8280 8281)
-HTTPS_PORTS=(8243 8244)
-ADMIN_PORTS=(9901 9902)
-DEMO_PORTS=(8290 8291)
-BASE_IDS=(7101 7102)
-
-PIDS=()        # everything this script started, killed in reverse order on exit
 say() { printf 'run-fleet: %s\n' "$*"; }
 die() { printf 'run-fleet: %s\n' "$*" >&2; exit 1; }
 
-# Stops pids with SIGTERM, then SIGKILL after $1 tenths of a second.
-stop() {
-  local grace=$1 p alive; shift
-  for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
-  for _ in $(seq "$grace"); do
-    alive=0
-    for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    ((alive)) || return 0
-    sleep 0.1
-  done
-  for p in "$@"; do kill -KILL "$p" 2>/dev/null || true; done
-}
+NAMES=(A B)
+read -r -a HTTP_PORTS <<<"${HTTP_PORTS:-8280 8281}"
+read -r -a HTTPS_PORTS <<<"${HTTPS_PORTS:-8243 8244}"
+read -r -a ADMIN_PORTS <<<"${ADMIN_PORTS:-9901 9902}"
+read -r -a DEMO_PORTS <<<"${DEMO_PORTS:-8290 8291}"
+read -r -a BASE_IDS <<<"${BASE_IDS:-7101 7102}"
+for v in HTTP_PORTS HTTPS_PORTS ADMIN_PORTS DEMO_PORTS BASE_IDS; do
+  declare -n arr=$v
+  ((${#arr[@]} == 2)) || die "$v must name two values (A's and B's), not '${arr[*]}'"
+  unset -n arr
+done
 
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  if ((${#PIDS[@]})); then
-    say "stopping ${#PIDS[@]} processes (${PIDS[*]})"
-    # Envoys first; then etcd. A stopping etcd leader tries to hand its leadership to a
-    # member that is stopping too and hangs for seconds: etcd is crash-safe (WAL), so
-    # after a short grace it gets SIGKILL.
-    ((${#PIDS[@]} > 3)) && stop 50 "${PIDS[@]:3}"
-    stop 15 "${PIDS[@]:0:3}"
-    wait 2>/dev/null || true
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+ETCD_CLIENT=() ETCD_PEER=()
+for i in 0 1 2; do
+  ETCD_CLIENT+=($((ETCD_CLIENT_PORT + i)))
+  ETCD_PEER+=($((ETCD_PEER_PORT + i)))
+done
+if [ -n "${ETCD_CLIENT_PORTS:-}" ]; then read -r -a ETCD_CLIENT <<<"$ETCD_CLIENT_PORTS"; fi
+if [ -n "${ETCD_PEER_PORTS:-}" ]; then read -r -a ETCD_PEER <<<"$ETCD_PEER_PORTS"; fi
+((${#ETCD_CLIENT[@]} == 3 && ${#ETCD_PEER[@]} == 3)) || die "ETCD_CLIENT_PORTS and ETCD_PEER_PORTS must name three ports each"
 
 [ -x "$ENVOY" ] || die "no Envoy at $ENVOY: run \`make setup\`"
 command -v "$ETCD" >/dev/null || die "no etcd ($ETCD): run \`make setup\` (apt-get install etcd-server etcd-client)"
+command -v python3 >/dev/null || die "no python3 (the supervisor, envoy/supervise.py, needs it)"
 [ -s "$WASM" ] || die "no $WASM: run \`make build\`"
 [ -s "$FLEET_YAML" ] || die "no $FLEET_YAML"
 [ -s .run/tls/cert.pem ] || die "no .run/tls/cert.pem: run \`make setup\`"
@@ -82,11 +77,6 @@ command -v curl >/dev/null || die "no curl: run \`make setup\`"
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-ETCD_CLIENT=() ETCD_PEER=()
-for i in 0 1 2; do
-  ETCD_CLIENT+=($((ETCD_CLIENT_PORT + i)))
-  ETCD_PEER+=($((ETCD_PEER_PORT + i)))
-done
 for p in "${ETCD_CLIENT[@]}" "${ETCD_PEER[@]}" "${HTTP_PORTS[@]}" "${HTTPS_PORTS[@]}" \
          "${ADMIN_PORTS[@]}" "${DEMO_PORTS[@]}"; do
   if listening "$p"; then
@@ -98,7 +88,7 @@ done
 mkdir -p "$FLEET_DIR"
 FLEET_DIR=$(cd "$FLEET_DIR" && pwd)
 
-# --- etcd ---------------------------------------------------------------------------
+# --- etcd (the supervisor's group 0) ------------------------------------------------
 INITIAL=""
 for i in 0 1 2; do INITIAL+="${INITIAL:+,}etcd$i=http://127.0.0.1:${ETCD_PEER[i]}"; done
 # A data dir made for other peer URLs would not rejoin: start that cluster afresh.
@@ -110,10 +100,24 @@ echo "$INITIAL" >"$FLEET_DIR/cluster.txt"
 TOKEN_FILE=$FLEET_DIR/cluster-token
 [ -s "$TOKEN_FILE" ] || echo "envoy-oauth2-fleet-$(date +%s)-$$" >"$TOKEN_FILE"
 
+# The supervisor's spec is JSON; js quotes one string (no control characters here).
+js() { local x=${1//\\/\\\\}; x=${x//\"/\\\"}; printf '"%s"' "$x"; }
+jargv() { local out="" a; for a in "$@"; do out+="${out:+, }$(js "$a")"; done; printf '[%s]' "$out"; }
+ENTRIES=()
+# name group log ready_url ready_contains ready_timeout stop_grace -- argv...
+entry() {
+  local name=$1 group=$2 log=$3 url=$4 want=$5 timeout=$6 grace=$7; shift 8
+  ENTRIES+=("{\"name\": $(js "$name"), \"group\": $group, \"argv\": $(jargv "$@"), \"log\": $(js "$log"), \"append\": true, \"ready_url\": $(js "$url"), \"ready_contains\": $(js "$want"), \"ready_timeout\": $timeout, \"stop_grace\": $grace}")
+}
+
 for i in 0 1 2; do
   c=http://127.0.0.1:${ETCD_CLIENT[i]} p=http://127.0.0.1:${ETCD_PEER[i]}
   mkdir -p "$FLEET_DIR/etcd$i"
-  "$ETCD" --name "etcd$i" --data-dir "$FLEET_DIR/etcd$i/data" \
+  # A stopping etcd leader tries to hand its leadership to a member that is stopping too
+  # and hangs for seconds: etcd is crash-safe (WAL), so after 1.5 s it gets SIGKILL.
+  # A restarted member rejoins from its data dir (--initial-cluster-state is then unused).
+  entry "etcd$i" 0 "$FLEET_DIR/etcd$i/etcd.log" "$c/health" '"health":"true"' 20 1.5 -- \
+    "$ETCD" --name "etcd$i" --data-dir "$FLEET_DIR/etcd$i/data" \
     --listen-client-urls "$c" --advertise-client-urls "$c" \
     --listen-peer-urls "$p" --initial-advertise-peer-urls "$p" \
     --initial-cluster "$INITIAL" --initial-cluster-token "$(cat "$TOKEN_FILE")" \
@@ -121,26 +125,10 @@ for i in 0 1 2; do
     --heartbeat-interval 50 --election-timeout 500 \
     --auto-compaction-mode periodic --auto-compaction-retention 1h \
     --quota-backend-bytes $((2 * 1024 * 1024 * 1024)) \
-    --logger zap --experimental-enable-lease-checkpoint --experimental-enable-lease-checkpoint-persist \
-    </dev/null >>"$FLEET_DIR/etcd$i/etcd.log" 2>&1 &
-  PIDS+=($!)
+    --logger zap --experimental-enable-lease-checkpoint --experimental-enable-lease-checkpoint-persist
 done
 
-tail_log() { say "--- $1 (last 15 lines) ---"; tail -n 15 "$1" >&2 || true; }
-healthy() { curl -s --max-time 1 "http://127.0.0.1:$1/health" | grep -q '"health":"true"'; }
-
-deadline=$((SECONDS + 20))
-for i in 0 1 2; do
-  until healthy "${ETCD_CLIENT[i]}"; do
-    kill -0 "${PIDS[i]}" 2>/dev/null || { tail_log "$FLEET_DIR/etcd$i/etcd.log"; die "etcd$i exited"; }
-    ((SECONDS < deadline)) || { tail_log "$FLEET_DIR/etcd$i/etcd.log"; die "etcd$i not healthy after 20 s"; }
-    sleep 0.1
-  done
-done
-say "etcd cluster healthy: client ports ${ETCD_CLIENT[*]} (pids ${PIDS[*]:0:3})"
-
-# --- Envoys -------------------------------------------------------------------------
-ENVOY_PIDS=()
+# --- Envoys (group 1: started once etcd is healthy, stopped first) -------------------
 for n in 0 1; do
   name=${NAMES[n]}
   cfg=$FLEET_DIR/envoy-$name.yaml log=$FLEET_DIR/envoy-$name.log
@@ -152,40 +140,28 @@ for n in 0 1; do
       -e "s/port_value: 23792 }/port_value: ${ETCD_CLIENT[2]} }/" \
       "$FLEET_YAML" >"$cfg"
   if grep -q '\${' "$cfg"; then die "unfilled placeholder in $cfg: $(grep -o '\${[A-Z_]*}' "$cfg" | sort -u | tr '\n' ' ')"; fi
-  "$ENVOY" -c "$cfg" --concurrency 2 --base-id "${BASE_IDS[n]}" --disable-hot-restart \
-    --log-level "$LOG_LEVEL" </dev/null >"$log" 2>&1 &
-  PIDS+=($!) ENVOY_PIDS+=($!)
+  : >"$log"
+  entry "envoy-$name" 1 "$log" "http://127.0.0.1:${ADMIN_PORTS[n]}/ready" LIVE 60 5 -- \
+    "$ENVOY" -c "$cfg" --concurrency 2 --base-id "${BASE_IDS[n]}" --disable-hot-restart \
+    --log-level "$LOG_LEVEL"
 done
 
-deadline=$((SECONDS + 60))
-for n in 0 1; do
-  log=$FLEET_DIR/envoy-${NAMES[n]}.log
-  until [ "$(curl -s --max-time 1 "http://127.0.0.1:${ADMIN_PORTS[n]}/ready" 2>/dev/null)" = LIVE ]; do
-    if ! kill -0 "${ENVOY_PIDS[n]}" 2>/dev/null; then
-      grep -E 'invalid plugin configuration|error' "$log" | tail -n 5 >&2 || true
-      die "Envoy ${NAMES[n]} exited: it refused its configuration (log: $log)"
-    fi
-    ((SECONDS < deadline)) || { tail_log "$log"; die "Envoy ${NAMES[n]} not LIVE after 60 s"; }
-    sleep 0.2
+SPEC=$FLEET_DIR/supervisor.json
+{
+  echo "["
+  for k in "${!ENTRIES[@]}"; do
+    printf '  %s%s\n' "${ENTRIES[k]}" "$( ((k + 1 < ${#ENTRIES[@]})) && echo , || true)"
   done
-done
+  echo "]"
+} >"$SPEC"
 
-# LIVE comes after the first health-check round, which can time out while the workers
-# compile the module; the members turn healthy on the next round (0.2 s later).
-deadline=$((SECONDS + 5))
-for n in 0 1; do
-  until curl -s --max-time 1 "http://127.0.0.1:${ADMIN_PORTS[n]}/stats?filter=^cluster\.etcd\.membership_healthy$" \
-          | grep -qx 'cluster.etcd.membership_healthy: 3'; do
-    ((SECONDS < deadline)) || { say "warning: Envoy ${NAMES[n]} does not see all 3 etcd members healthy (admin :${ADMIN_PORTS[n]}/clusters)"; break; }
-    sleep 0.1
-  done
-done
+BANNER=$FLEET_DIR/banner.txt
+cat >"$BANNER" <<EOF
 
-cat <<EOF
-
-  etcd     127.0.0.1:${ETCD_CLIENT[0]},${ETCD_CLIENT[1]},${ETCD_CLIENT[2]}   data+logs $FLEET_DIR/etcd{0,1,2}   pids ${PIDS[*]:0:3}
-  Envoy A  http :${HTTP_PORTS[0]}  https :${HTTPS_PORTS[0]}  admin :${ADMIN_PORTS[0]}  demo :${DEMO_PORTS[0]}   log $FLEET_DIR/envoy-A.log  pid ${ENVOY_PIDS[0]}
-  Envoy B  http :${HTTP_PORTS[1]}  https :${HTTPS_PORTS[1]}  admin :${ADMIN_PORTS[1]}  demo :${DEMO_PORTS[1]}   log $FLEET_DIR/envoy-B.log  pid ${ENVOY_PIDS[1]}
+  etcd     127.0.0.1:${ETCD_CLIENT[0]},${ETCD_CLIENT[1]},${ETCD_CLIENT[2]}   data+logs $FLEET_DIR/etcd{0,1,2}
+  Envoy A  http :${HTTP_PORTS[0]}  https :${HTTPS_PORTS[0]}  admin :${ADMIN_PORTS[0]}  demo :${DEMO_PORTS[0]}   log $FLEET_DIR/envoy-A.log
+  Envoy B  http :${HTTP_PORTS[1]}  https :${HTTPS_PORTS[1]}  admin :${ADMIN_PORTS[1]}  demo :${DEMO_PORTS[1]}   log $FLEET_DIR/envoy-B.log
+  pids     $FLEET_DIR/supervisor.pids
 
 Try it: a token issued by A, accepted by B.
 
@@ -197,16 +173,10 @@ Try it: a token issued by A, accepted by B.
   curl -s -o /dev/null -w '%{http_code}\n' http://127.0.0.1:${HTTP_PORTS[0]}/api/hello -H "Authorization: Bearer \$AT"   # 401
 
   The keys:  ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:${ETCD_CLIENT[0]} get --prefix /envoy-oauth2/ --keys-only
-  Stop one member (the other two keep the quorum): kill -STOP ${PIDS[1]}   and back: kill -CONT ${PIDS[1]}
-  (or kill it: kill ${PIDS[1]}; it stays down until the next make run-fleet)
+  Kill one etcd member or one Envoy (kill -9 <pid>, pids in supervisor.pids): it is started
+  again after a backoff (1 s, doubling to at most 30 s while it keeps exiting).
 
 Ctrl-C stops all of it.
 EOF
 
-# Runs until Ctrl-C or until an Envoy exits (an etcd member may die: the fleet goes on).
-set +e
-while kill -0 "${ENVOY_PIDS[0]}" 2>/dev/null && kill -0 "${ENVOY_PIDS[1]}" 2>/dev/null; do
-  sleep 1 & wait $!      # `wait` returns at once when a trapped signal arrives
-done
-for n in 0 1; do kill -0 "${ENVOY_PIDS[n]}" 2>/dev/null || say "Envoy ${NAMES[n]} exited (log: $FLEET_DIR/envoy-${NAMES[n]}.log)"; done
-exit 1
+exec python3 "$ROOT/envoy/supervise.py" "$SPEC" "$BANNER"

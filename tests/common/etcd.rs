@@ -63,7 +63,7 @@ pub fn etcd_bin() -> PathBuf {
 }
 
 /// `n` distinct free loopback ports: all bound to port 0 at once, then released.
-fn free_ports(n: usize) -> Vec<u16> {
+pub fn free_ports(n: usize) -> Vec<u16> {
     let ls: Vec<TcpListener> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
         .collect();

@@ -30,7 +30,7 @@ pub fn store(prefix: &str, guard: bool) -> String {
 pub fn token_config(prefix: &str, extra: &str) -> String {
     let h = |s: &str| hash_secret(s.as_bytes(), b"fedcba9876543210", 10_000);
     format!(
-        r#"{{"realm":"test",{},"throttle":{{"max_failures":0}},{extra}
+        r#"{{"realm":"test","issuer":"http://127.0.0.1",{},"throttle":{{"max_failures":0}},{extra}
             "clients":[{{"client_id":"{C1}","secret_hash":"{}","grant_types":["client_credentials","password","refresh_token"],"scopes":["default","PRODUCTION"]}},
                        {{"client_id":"{C2}","secret_hash":"{}","grant_types":["password","refresh_token"],"scopes":["default"]}}],
             "users":[{{"username":"admin","password_hash":"{}","scopes":["default","PRODUCTION"]}}]}}"#,
