@@ -44,7 +44,7 @@ build:
 	cargo build --release --lib --target $(WASM_TARGET)
 
 run: setup build
-	$(ENVOY) -c envoy/envoy.yaml --concurrency 2 --disable-hot-restart
+	$(ENVOY) -c envoy/envoy.yaml --concurrency 2 --disable-hot-restart --file-flush-interval-msec 1000
 
 # Fleet demo (envoy/run-fleet.sh): 3 etcd members on 127.0.0.1:23790-23792 and two Envoys
 # sharing tokens through them, A on 8280/8243 (admin 9901), B on 8281/8244 (admin 9902).

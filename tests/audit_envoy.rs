@@ -135,6 +135,7 @@ fn every_answer_and_decision_is_one_json_line_with_its_facts_and_no_secret() {
     assert_eq!(at(1)["token"], fingerprint(&at2).as_str());
     assert_eq!(at(2)["user"], "admin@carbon.super");
     assert_eq!(at(2)["path"], "/api/hello");
+    assert_eq!(at(2)["token"], fingerprint(&at2).as_str());
     assert_eq!(at(3)["error"], "missing_token");
     assert_eq!(at(4)["token"], fingerprint(&at2).as_str());
     assert_eq!(at(5)["error"], "invalid_grant");

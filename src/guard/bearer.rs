@@ -288,6 +288,7 @@ impl Guard {
         };
         let identity = grant.map(|g| {
             Rc::new(Identity {
+                fingerprint: pending.token.hash.fingerprint(),
                 expires_header: g.access_expires_at.to_string(),
                 client_id: g.client_id,
                 user: g.user,

@@ -15,6 +15,8 @@ pub struct Identity {
     pub scope: String,
     pub expires_at: u64,
     pub expires_header: String,
+    /// The token's fingerprint, for the audit trail (computed once, here).
+    pub fingerprint: String,
 }
 
 impl Identity {
@@ -135,6 +137,7 @@ mod tests {
             scope: "a b".into(),
             expires_at: n,
             expires_header: n.to_string(),
+            fingerprint: String::new(),
         }))
     }
 

@@ -216,6 +216,7 @@ impl GuardHttp {
                             host::set_filter_state(field::USER, user.as_bytes());
                         }
                         host::set_filter_state(field::SCOPE, id.scope.as_bytes());
+                        host::set_filter_state(field::TOKEN, id.fingerprint.as_bytes());
                         set(0, &names.client_id, Some(id.client_id.as_bytes()));
                         set(1, &names.user, id.user.as_deref().map(str::as_bytes));
                         set(2, &names.scope, Some(id.scope.as_bytes()));

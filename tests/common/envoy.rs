@@ -144,6 +144,9 @@ impl Envoy {
                 "--disable-hot-restart",
                 "--concurrency",
                 &concurrency.to_string(),
+                // File access logs (the audit trail) flushed each second, not each 10.
+                "--file-flush-interval-msec",
+                "1000",
             ])
             .args(["--log-level", &level])
             .stdin(Stdio::null())
