@@ -51,7 +51,6 @@ pub fn record(
     let p = presented(cfg, req);
     let mut r = AuditRecord::new(event::TOKEN_REFUSED);
     r.client_id = p.client_id;
-    r.grant_type = p.grant_type.map(GrantType::as_str);
     match outcome {
         Outcome::Issued(g) => {
             r.event = if g == GrantType::RefreshToken {
