@@ -184,7 +184,7 @@ impl World {
             rng: &HostRandomness,
             credentials: &mut self.creds,
             hash_budget: &envoy_oauth2::authn::hash_budget::HashBudget::new(UNRATIONED),
-            client_address: "192.0.2.10",
+            client_address: &|| "192.0.2.10".to_string(),
         };
         let r = handle_authorize(
             &self.cfg,
@@ -238,7 +238,7 @@ impl World {
             rng: &HostRandomness,
             credentials: &mut self.creds,
             hash_budget: &envoy_oauth2::authn::hash_budget::HashBudget::new(UNRATIONED),
-            client_address: "192.0.2.10",
+            client_address: &|| "192.0.2.10".to_string(),
         };
         let req = EndpointRequest {
             method: "POST",

@@ -103,7 +103,7 @@ impl World {
             rng: &HostRandomness,
             credentials: &mut self.creds,
             hash_budget: &envoy_oauth2::authn::hash_budget::HashBudget::new(UNRATIONED),
-            client_address: "192.0.2.10",
+            client_address: &|| "192.0.2.10".to_string(),
         };
         let req = EndpointRequest {
             method: "POST",

@@ -12,7 +12,9 @@ pub struct ServiceEnv<'a> {
     pub rng: &'a dyn Randomness,
     pub credentials: &'a CredentialCache,
     pub hash_budget: &'a HashBudget,
-    /// The client's address (see `config::abuse::ClientAddressConfig`):
-    /// failures are throttled per name and address.
-    pub client_address: &'a str,
+    /// The client's address (see `authn::address`): failures are throttled
+    /// per name and address. Asked only when a slow check needs it (a host
+    /// call the other requests, a flood of unknown client ids among them,
+    /// need not pay).
+    pub client_address: &'a dyn Fn() -> String,
 }

@@ -46,10 +46,8 @@ pub async fn check_secret(
     }
     let now_ms = env.clock.now_millis();
     let now = now_ms / 1000;
-    if let Some(wait) = throttle
-        .retry_after(&env.kv, subject, env.client_address, now)
-        .await
-    {
+    let address = (env.client_address)();
+    if let Some(wait) = throttle.retry_after(&env.kv, subject, &address, now).await {
         return Err(Refused::Throttled(wait));
     }
     let Some(hash) = stored.or(decoy) else {
@@ -70,7 +68,7 @@ pub async fn check_secret(
         return Ok(());
     }
     throttle
-        .record_failure(&env.kv, subject, env.client_address, now)
+        .record_failure(&env.kv, subject, &address, now)
         .await;
     Err(Refused::Wrong)
 }

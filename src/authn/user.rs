@@ -79,7 +79,7 @@ mod tests {
             rng: &HostRandomness,
             credentials: &creds,
             hash_budget: &budget,
-            client_address: "192.0.2.1",
+            client_address: &|| "192.0.2.1".to_string(),
         };
         let auth = |u: &str, p: &str| authenticate_user(&cfg, &env, u, p).sync().map(|u| &u.id);
         assert_eq!(

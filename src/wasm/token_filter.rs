@@ -140,8 +140,6 @@ pub struct TokenHttp {
     /// `/authorize` only: the browser binding cookie, the scheme, the Host and
     /// where the form's POST says it comes from.
     cookie: Option<String>,
-    /// Who is asking (for per-address throttling).
-    client_address: String,
     https: bool,
     host: Option<String>,
     site: OwnedSite,
@@ -158,7 +156,6 @@ impl TokenHttp {
             content_type: None,
             authorization: None,
             cookie: None,
-            client_address: String::new(),
             https: false,
             host: None,
             site: OwnedSite::default(),
@@ -182,7 +179,6 @@ impl TokenHttp {
             content_type: self.content_type.take(),
             authorization: self.authorization.take(),
             cookie: self.cookie.take(),
-            client_address: std::mem::take(&mut self.client_address),
             https: self.https,
             host: self.host.take(),
             site: std::mem::take(&mut self.site),
@@ -242,7 +238,6 @@ struct OwnedRequest {
     content_type: Option<String>,
     authorization: Option<String>,
     cookie: Option<String>,
-    client_address: String,
     https: bool,
     host: Option<String>,
     site: OwnedSite,
@@ -267,6 +262,13 @@ impl OwnedSite {
     }
 }
 
+/// Envoy's view of the client: the peer, or behind trusted proxies the address
+/// `x-forwarded-for` gives (HCM `use_remote_address`, `xff_num_trusted_hops`);
+/// the port does not matter. Read only when a slow credential check asks.
+fn peer_ip() -> String {
+    client_ip(&host::source_address().unwrap_or_default()).to_string()
+}
+
 /// One endpoint request over `kv`, with stats.
 async fn serve(shared: Rc<TokenShared>, kv: Kv<'static>, req: OwnedRequest) -> Response {
     let mut env = ServiceEnv {
@@ -275,7 +277,7 @@ async fn serve(shared: Rc<TokenShared>, kv: Kv<'static>, req: OwnedRequest) -> R
         rng: &BufferedRandomness,
         credentials: &shared.credentials,
         hash_budget: &shared.hash_budget,
-        client_address: &req.client_address,
+        client_address: &peer_ip,
     };
     let cfg = &shared.cfg;
     let endpoint_req = EndpointRequest {
@@ -339,7 +341,7 @@ async fn serve_authorize_page(
         rng: &BufferedRandomness,
         credentials: &shared.credentials,
         hash_budget: &shared.hash_budget,
-        client_address: "",
+        client_address: &peer_ip,
     };
     let req = AuthorizeRequest {
         method: &method,
@@ -501,11 +503,6 @@ impl HttpContext for TokenHttp {
         }
         self.content_type = text("content-type");
         self.authorization = text("authorization");
-        // Envoy's view of the client: the peer, or behind trusted proxies the
-        // address `x-forwarded-for` gives (HCM `use_remote_address`,
-        // `xff_num_trusted_hops`); the port does not matter.
-        let peer = host::source_address().unwrap_or_default();
-        self.client_address = client_ip(&peer).to_string();
         if self.endpoint == Some(Endpoint::Authorize) {
             self.cookie = text("cookie");
             self.https = headers.get(":scheme") == Some(b"https");
