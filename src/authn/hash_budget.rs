@@ -9,13 +9,7 @@
 
 use std::cell::Cell;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct HashBudgetPolicy {
-    /// PBKDF2 iterations per second and worker, on average (0: no limit).
-    pub per_second: u64,
-    /// How many may run back to back after a quiet spell.
-    pub burst: u64,
-}
+pub use crate::config::abuse::HashBudgetPolicy;
 
 /// A token bucket of iterations (in thousandths), refilled from the clock on
 /// each use.

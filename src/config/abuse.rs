@@ -5,7 +5,6 @@
 use serde::Deserialize;
 
 use super::error::{err, ConfigError};
-use crate::authn::hash_budget::HashBudgetPolicy;
 
 /// Brute-force throttling of failed authentication with slow-hashed
 /// credentials (see `crate::authn::throttle`).
@@ -70,6 +69,15 @@ pub fn parse_throttle(t: &ThrottleFile) -> Result<ThrottlePolicy, ConfigError> {
         window_seconds: t.window_seconds,
         global_max_failures: global,
     })
+}
+
+/// The per-worker ration of slow hash work (applied by `authn::hash_budget`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HashBudgetPolicy {
+    /// PBKDF2 iterations per second and worker, on average (0: no limit).
+    pub per_second: u64,
+    /// How many may run back to back after a quiet spell.
+    pub burst: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -4,15 +4,14 @@
 
 use serde::Deserialize;
 
-pub use super::abuse::ThrottlePolicy;
 use super::abuse::{parse_hash_budget, parse_throttle, HashBudgetFile, ThrottleFile};
+pub use super::abuse::{HashBudgetPolicy, ThrottlePolicy};
 use super::client::{parse_clients, parse_users, Client, ClientFile, User, UserFile};
 use super::error::{check_header_text, check_name, err, parse_json, ConfigError};
 use super::issuer::{parse_issuer, Issuer};
 use super::jwt::{check_audience, parse_token_jwt, FormatName, TokenJwt, TokenJwtFile};
 use super::lifetimes::{check_lifetimes, LifetimesConfig};
 use super::store::{parse_store, RemoteStore, StoreFile};
-use crate::authn::hash_budget::HashBudgetPolicy;
 use crate::store::StoreLayout;
 use crate::token::jwt::JwtFormat;
 
