@@ -9,48 +9,6 @@ use envoy_oauth2::config::guard::GuardConfig;
 use envoy_oauth2::config::secret_hash::hash_secret;
 use envoy_oauth2::config::TokenConfig;
 
-const PLACEHOLDER_HASH: &str =
-    "$pbkdf2-sha256$i=600000$REPLACE+WITH+make+hash+secret$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-
-fn production_for_test() -> String {
-    let yaml = std::fs::read_to_string(repo_root().join("envoy/production.yaml")).unwrap();
-    let replacements = [
-        (
-            "/etc/envoy/envoy_oauth2.wasm",
-            wasm_path().to_string_lossy().into_owned(),
-        ),
-        ("/etc/envoy/tls", tls_dir().to_string_lossy().into_owned()),
-        (
-            PLACEHOLDER_HASH,
-            hash_secret(b"orders-secret", b"production-test!", 10_000),
-        ),
-        ("port_value: 8443", "port_value: 0".into()),
-        ("port_value: 9902", "port_value: 0".into()),
-        // Admin (and the metrics listener's route to it) on a free port; the test reads
-        // /stats/prometheus from the admin directly.
-        (
-            "address: { socket_address: { address: 127.0.0.1, port_value: 9901 } }",
-            "address: { socket_address: { address: 127.0.0.1, port_value: 0 } }".into(),
-        ),
-        // No DNS in tests: the backend is a local address.
-        ("type: STRICT_DNS", "type: STATIC".into()),
-        (
-            "address: backend.internal, port_value: 8080",
-            "address: 127.0.0.1, port_value: 9".into(),
-        ),
-        ("0.0.0.0", "127.0.0.1".into()),
-    ];
-    let mut out = yaml;
-    for (from, to) in replacements {
-        assert!(
-            out.contains(from),
-            "envoy/production.yaml no longer contains {from:?}"
-        );
-        out = out.replace(from, &to);
-    }
-    out
-}
-
 #[test]
 fn production_config_runs_tls_only_with_prometheus_stats() {
     let yaml = production_for_test();
@@ -148,7 +106,7 @@ fn istio_resources_have_the_right_shape_and_configurations_the_filters_accept() 
         match root_id {
             "oauth2_token" => {
                 let json = json.replace(
-                    PLACEHOLDER_HASH,
+                    PRODUCTION_PLACEHOLDER_HASH,
                     &hash_secret(b"x", b"istio-test-salt!", 10_000),
                 );
                 TokenConfig::parse(json.as_bytes()).unwrap_or_else(|e| panic!("{e}"));

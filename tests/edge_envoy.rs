@@ -8,7 +8,6 @@
 mod common;
 
 use common::*;
-use envoy_oauth2::config::secret_hash::hash_secret;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
@@ -19,53 +18,10 @@ const DEMO_CLIENT: (&str, &str) = (
     "IZsIi6HDbB5e8VKdZAnUi_fZ3f8a",
     "Gm0bJ6oWV8fC5OQLLlC6jslACW8a",
 );
-const PRODUCTION_PLACEHOLDER_HASH: &str =
-    "$pbkdf2-sha256$i=600000$REPLACE+WITH+make+hash+secret$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
 /// `request_headers_timeout` and `request_timeout` of the shipped configurations.
 const HEADERS_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
-
-fn replace_all(mut yaml: String, file: &str, replacements: &[(&str, String)]) -> String {
-    for (from, to) in replacements {
-        assert!(yaml.contains(from), "{file} no longer contains {from:?}");
-        yaml = yaml.replace(from, to);
-    }
-    yaml
-}
-
-/// `envoy/production.yaml` with free ports, the test wasm and certificate, a known
-/// client secret (`orders-secret`) and a local backend address.
-fn production() -> String {
-    let yaml = std::fs::read_to_string(repo_root().join("envoy/production.yaml")).unwrap();
-    replace_all(
-        yaml,
-        "envoy/production.yaml",
-        &[
-            (
-                "/etc/envoy/envoy_oauth2.wasm",
-                wasm_path().to_string_lossy().into_owned(),
-            ),
-            ("/etc/envoy/tls", tls_dir().to_string_lossy().into_owned()),
-            (
-                PRODUCTION_PLACEHOLDER_HASH,
-                hash_secret(b"orders-secret", b"production-test!", 10_000),
-            ),
-            ("port_value: 8443", "port_value: 0".into()),
-            ("port_value: 9902", "port_value: 0".into()),
-            (
-                "address: { socket_address: { address: 127.0.0.1, port_value: 9901 } }",
-                "address: { socket_address: { address: 127.0.0.1, port_value: 0 } }".into(),
-            ),
-            ("type: STRICT_DNS", "type: STATIC".into()),
-            (
-                "address: backend.internal, port_value: 8080",
-                "address: 127.0.0.1, port_value: 9".into(),
-            ),
-            ("0.0.0.0", "127.0.0.1".into()),
-        ],
-    )
-}
 
 /// `envoy/fleet.yaml` as `envoy/run-fleet.sh` fills it, with free ports. No etcd runs:
 /// the edge settings do not need one (its health checks just fail).
@@ -93,7 +49,7 @@ fn start_shipped() -> (Envoy, Envoy, Envoy) {
     std::thread::scope(|s| {
         let demo = s.spawn(Envoy::from_demo_config);
         let fleet = s.spawn(|| Envoy::start(&fleet(), 2));
-        let prod = s.spawn(|| Envoy::start(&production(), 2));
+        let prod = s.spawn(|| Envoy::start(&production_for_test(), 2));
         (
             demo.join().unwrap(),
             fleet.join().unwrap(),

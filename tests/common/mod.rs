@@ -26,11 +26,13 @@ mod paths;
 pub mod etcd;
 pub mod etcd_driver;
 pub mod fleet;
+mod shipped;
 
 pub use encoding::*;
 pub use envoy::*;
 pub use http::*;
 pub use paths::*;
+pub use shipped::*;
 
 use std::time::Duration;
 

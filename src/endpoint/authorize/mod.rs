@@ -555,30 +555,18 @@ async fn submit<'a>(
         )
         .await;
     };
-    let refused_wait = |wait: u64, busy: bool| {
-        if busy {
-            format!("Too many sign-in attempts at this moment. Try again in {wait} seconds.")
-        } else {
-            format!("Too many failed sign-in attempts. Try again in {wait} seconds.")
-        }
-    };
     let user = match authenticate_user(cfg, env, username, password).await {
         Ok(u) => u,
-        Err(Refused::Throttled(wait)) => {
+        Err(refused @ (Refused::Throttled(wait) | Refused::Busy(wait))) => {
+            let message = if matches!(refused, Refused::Busy(_)) {
+                format!("Too many sign-in attempts at this moment. Try again in {wait} seconds.")
+            } else {
+                format!("Too many failed sign-in attempts. Try again in {wait} seconds.")
+            };
             return again(
                 env,
                 &pending_req,
-                &refused_wait(wait, false),
-                429,
-                AuthorizeOutcome::Throttled,
-            )
-            .await;
-        }
-        Err(Refused::Busy(wait)) => {
-            return again(
-                env,
-                &pending_req,
-                &refused_wait(wait, true),
+                &message,
                 429,
                 AuthorizeOutcome::Throttled,
             )
